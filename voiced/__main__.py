@@ -1,0 +1,3 @@
+from voiced.cli.main import main
+
+raise SystemExit(main())

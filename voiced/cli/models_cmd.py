@@ -1,0 +1,99 @@
+"""`voiced models list|prepare|verify`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, Protocol
+
+from voiced.errors import UsageError
+from voiced.models.manifest import ModelSpec, load_manifest
+from voiced.models.prepare import prepare_models
+from voiced.models.store import check_model, resolve_cache_dir, resolve_models_dir
+
+
+class CommandModule(Protocol):
+    def register(self, commands: Any) -> None: ...
+
+
+def register(commands: Any) -> None:
+    models = commands.add_parser("models", help="list, prepare and verify models")
+    sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    listing = sub.add_parser("list", help="show the models the manifest knows")
+    _add_models_dir(listing)
+    listing.set_defaults(func=cmd_list)
+
+    prepare = sub.add_parser("prepare", help="fetch, check and convert models (offline-safe)")
+    prepare.add_argument("names", nargs="*", help="models to prepare (default: the defaults)")
+    prepare.add_argument("--all", action="store_true", help="every model that can be prepared")
+    prepare.add_argument("--force", action="store_true", help="rebuild even when intact")
+    _add_models_dir(prepare)
+    prepare.set_defaults(func=cmd_prepare)
+
+    verify = sub.add_parser("verify", help="re-hash prepared models against their stamps")
+    verify.add_argument("names", nargs="*", help="models to verify (default: the defaults)")
+    _add_models_dir(verify)
+    verify.set_defaults(func=cmd_verify)
+
+
+def _add_models_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--models-dir", metavar="DIR",
+        help="models directory (default: $VOICED_MODELS_DIR, else the user data dir)",
+    )  # fmt: skip
+
+
+def _selected(args: argparse.Namespace) -> list[ModelSpec]:
+    manifest = load_manifest()
+    if getattr(args, "all", False):
+        if args.names:
+            raise UsageError("give model names or --all, not both")
+        return [m for m in manifest.models if not m.unavailable]
+    if args.names:
+        return [manifest.get(name) for name in dict.fromkeys(args.names)]
+    return list(manifest.defaults())
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    models_dir = resolve_models_dir(args.models_dir)
+    print(f"models directory: {models_dir}")
+    print(f"{'name':<24}{'role':<6}{'default':<9}{'state':<16}source")
+    for spec in load_manifest().models:
+        if spec.unavailable:
+            state = "unavailable"
+        else:
+            state = "prepared" if check_model(models_dir, spec, full=False).ok else "not prepared"
+        sources = sorted({f.requirement for f in spec.files})
+        print(
+            f"{spec.name:<24}{spec.role.value:<6}{'yes' if spec.default else '':<9}"
+            f"{state:<16}{', '.join(sources)} [{spec.licence}]"
+        )
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    models_dir = resolve_models_dir(args.models_dir)
+    specs = _selected(args)
+    started = time.monotonic()
+    results = prepare_models(models_dir, specs, resolve_cache_dir(), force=args.force)
+    elapsed_s = time.monotonic() - started
+    total_mb = sum(r.size_bytes for r in results) / 1e6
+    if any(r.changed for r in results):
+        print(f"prepared into {models_dir} in {elapsed_s:.1f} s ({total_mb:.0f} MB on disk)")
+    else:
+        print(f"all {len(results)} models already prepared in {models_dir}; nothing to do")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    models_dir = resolve_models_dir(args.models_dir)
+    failures = 0
+    for spec in _selected(args):
+        check = check_model(models_dir, spec, full=True)
+        print(f"{'ok  ' if check.ok else 'FAIL'} {spec.name}: {check.detail}")
+        failures += not check.ok
+    if failures:
+        print(f"{failures} model(s) failed; fix: voiced models prepare --models-dir {models_dir}")
+        return 3
+    return 0
