@@ -58,4 +58,4 @@ def pcm_to_float32(pcm: bytes) -> np.ndarray:
 
 def float32_to_pcm(samples: np.ndarray) -> bytes:
     clipped = np.clip(samples, -1.0, 1.0 - 1.0 / 32768.0)
-    return (clipped * 32768.0).astype("<i2").tobytes()
+    return bytes((clipped * 32768.0).astype("<i2").tobytes())

@@ -86,7 +86,7 @@ def read_stamp(model_dir: Path) -> Stamp | None:
 def write_stamp(model_dir: Path, stamp: Stamp) -> None:
     tmp = model_dir / (STAMP_NAME + ".tmp")
     tmp.write_text(json.dumps(asdict(stamp), indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, model_dir / STAMP_NAME)
+    tmp.replace(model_dir / STAMP_NAME)
 
 
 def hash_tree(model_dir: Path) -> dict[str, str]:

@@ -1,0 +1,96 @@
+"""Runs the real pipeline in-process on synthesized speech, for the pipeline tests."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from voiced.audio.sinks import AlignedSink, SequentialSink
+from voiced.audio.sources import WavFileSource
+from voiced.engines.loader import Engines
+from voiced.pipeline.assistant import Assistant
+from voiced.pipeline.events import Event, EventBus
+from voiced.pipeline.runner import run_stream
+from voiced.pipeline.turn import TurnRecord
+from voiced.settings import Settings
+from voiced.speech_synth import write_wav
+
+RUN_TIMEOUT_S = 300
+
+
+class CollectWriter:
+    """A PcmWriter that keeps the output in memory."""
+
+    def __init__(self) -> None:
+        self.pcm = bytearray()
+
+    def write(self, pcm: bytes) -> None:
+        self.pcm += pcm
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class PipelineRun:
+    turns: list[TurnRecord]
+    output: np.ndarray
+    """The reply audio, 16 kHz int16 (time-aligned with the input when realtime)."""
+    events: list[Event] = field(default_factory=list)
+    onsets_samples: list[int] = field(default_factory=list)
+    max_loop_lag_ms: float = 0.0
+
+
+async def _lag_monitor(results: list[float], interval_s: float = 0.005) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(interval_s)
+        results.append((loop.time() - before - interval_s) * 1000.0)
+
+
+def run_pipeline(
+    engines: Engines, settings: Settings, pcm: bytes, tmp_path: Path, *,
+    wake_mode: bool, realtime: bool,
+) -> PipelineRun:  # fmt: skip
+    wav = tmp_path / "input.wav"
+    write_wav(wav, pcm)
+    writer = CollectWriter()
+    sink = AlignedSink(writer) if realtime else SequentialSink(writer)
+    bus = EventBus()
+    events: list[Event] = []
+    bus.add_listener(events.append)
+    assistant = Assistant(settings, engines, sink, bus, wake_mode=wake_mode)
+    turns: list[TurnRecord] = []
+    assistant.on_turn_done.append(turns.append)
+    lags: list[float] = []
+
+    async def main() -> None:
+        monitor = asyncio.create_task(_lag_monitor(lags))
+        try:
+            source = WavFileSource(wav, realtime=realtime)
+            await asyncio.wait_for(run_stream(assistant, source, realtime=realtime),
+                                   RUN_TIMEOUT_S)  # fmt: skip
+        finally:
+            monitor.cancel()
+            await assistant.close()
+
+    asyncio.run(main())
+    onsets = list(getattr(sink, "onset_samples", []))
+    return PipelineRun(
+        turns=turns, output=np.frombuffer(bytes(writer.pcm), dtype="<i2"), events=events,
+        onsets_samples=onsets, max_loop_lag_ms=max(lags, default=0.0),
+    )  # fmt: skip
+
+
+def voice_turns(run: PipelineRun) -> list[TurnRecord]:
+    return [t for t in run.turns if t.kind == "voice"]
+
+
+def rms(samples: np.ndarray) -> float:
+    if samples.size == 0:
+        return 0.0
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))

@@ -1,0 +1,110 @@
+"""End to end through the real `voiced run` command, with real models and file audio."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+
+from voiced.audio.wavfile import read_wav_as_pipeline_pcm
+from voiced.engines.loader import Engines
+from voiced.engines.tts import PiperTts
+from voiced.intents.normalize import normalize
+from voiced.speech_synth import compose, write_wav
+
+pytestmark = pytest.mark.models
+
+
+def voiced(
+    *args: str, models_dir: Path, timeout_s: float = 240
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VOICED_MODELS_DIR": str(models_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "voiced", *args], capture_output=True, text=True, env=env,
+        timeout=timeout_s, check=False,
+    )  # fmt: skip
+
+
+def test_wake_word_question_round_trip(
+    tts: PiperTts, engines: Engines, models_dir: Path, tmp_path: Path
+) -> None:
+    """'hey jarvis' + a question in, a spoken answer out, aligned with the input."""
+    prompt = tmp_path / "prompt.wav"
+    script: list[str | float] = [0.5, "Hey Jarvis.", 0.4, "What is the capital of France?", 6.0]
+    write_wav(prompt, compose(tts, script))
+    out, trace = tmp_path / "reply.wav", tmp_path / "trace.jsonl"
+    result = voiced("run", "--input", str(prompt), "--output", str(out), "--realtime",
+                    "--trace", str(trace), models_dir=models_dir)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    turns = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert len(turns) == 1
+    turn = turns[0]
+    assert normalize(turn["transcript"]) == "what is the capital of france"
+    assert "paris" in turn["reply"].lower()
+    for key in ("speech_start_ms", "speech_end_ms", "asr_done_ms", "first_token_ms",
+                "first_audio_ms", "done_ms"):  # fmt: skip
+        assert isinstance(turn[key], float), key
+    assert turn["speech_start_ms"] < turn["speech_end_ms"] < turn["asr_done_ms"]
+    assert turn["asr_done_ms"] <= turn["first_token_ms"] < turn["first_audio_ms"] <= turn["done_ms"]
+
+    reply = np.frombuffer(read_wav_as_pipeline_pcm(out), dtype="<i2")
+    with wave.open(str(prompt)) as src:
+        assert reply.size >= src.getnframes(), "the aligned output covers the whole input"
+    first_sound = int(np.argmax(np.abs(reply) > 500))
+    # The reply starts where the trace says it does (one 10 ms frame of slack).
+    assert abs(first_sound / 16 - turn["first_audio_ms"]) <= 30
+    assert np.abs(reply[: int(turn["speech_end_ms"] * 16)]).max() == 0, "silent before the reply"
+    assert engines.asr is not None
+    heard = engines.asr.transcribe(reply[first_sound:].tobytes()).text
+    assert jiwer.wer(normalize(turn["reply"]), normalize(heard)) <= 0.25, heard
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"RIFF\x24\x00\x00\x00WAVEfmt garbage that is not a wave file", "WAV"),
+        (b"", "empty"),
+        (b"\x00" * 100, "WAV"),
+    ],
+    ids=["corrupt", "empty", "not-a-wav"],
+)
+def test_bad_input_files_give_a_clear_error(
+    content: bytes, message: str, models_dir: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(content)
+    result = voiced("run", "--input", str(bad), "--output", "null", "--no-wake",
+                    models_dir=models_dir)  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error[audio]" in result.stderr and message.lower() in result.stderr.lower()
+
+
+def test_48khz_stereo_input_is_resampled(
+    tts: PiperTts, models_dir: Path, tmp_path: Path
+) -> None:
+    mono16 = np.frombuffer(compose(tts, [0.3, "What time is it?", 2.0]), dtype="<i2")
+    import soxr
+
+    mono48 = soxr.resample(mono16.astype(np.float32), 16000, 48000).astype("<i2")
+    stereo = np.stack([mono48, mono48], axis=1)
+    wav48 = tmp_path / "stereo48.wav"
+    with wave.open(str(wav48), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(48000)
+        out.writeframes(stereo.tobytes())
+    trace = tmp_path / "trace.jsonl"
+    result = voiced("run", "--input", str(wav48), "--output", "null", "--no-wake",
+                    "--trace", str(trace), models_dir=models_dir)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    turns = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert [t["intent"] for t in turns] == ["time"]

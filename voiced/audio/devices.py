@@ -1,0 +1,171 @@
+"""Sound-card discovery: the one place that imports ``sounddevice`` (lazily).
+
+``sounddevice`` loads PortAudio when imported; a machine without PortAudio still
+imports voiced and gets an AudioError with the install command only when it
+touches a sound card. Tests replace :func:`load_sounddevice` with a fake.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from voiced.errors import AudioError
+
+Direction = Literal["input", "output"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """One PortAudio device."""
+
+    index: int
+    name: str
+    max_input_channels: int
+    max_output_channels: int
+    default_samplerate_hz: int
+    hostapi: str = ""
+    is_default_input: bool = False
+    is_default_output: bool = False
+
+    def supports(self, direction: Direction) -> bool:
+        channels = self.max_input_channels if direction == "input" else self.max_output_channels
+        return channels > 0
+
+
+def load_sounddevice() -> Any:
+    """Import ``sounddevice``; AudioError with the fix when it or PortAudio is missing."""
+    try:
+        return importlib.import_module("sounddevice")
+    except OSError as err:  # sounddevice raises OSError when libportaudio is absent
+        raise AudioError(
+            f"the PortAudio library is not installed ({err})",
+            fix="sudo apt-get install libportaudio2",
+        ) from err
+    except ImportError as err:
+        raise AudioError(
+            f"the sounddevice package is not installed ({err})",
+            fix="pip install 'sounddevice>=0.5,<0.6'",
+        ) from err
+
+
+def list_devices() -> list[DeviceInfo]:
+    """All PortAudio devices (an empty list on a machine without sound cards)."""
+    sd = load_sounddevice()
+    try:
+        raw = list(sd.query_devices())
+        default_in, default_out = _default_indices(sd)
+        hostapis = [str(api.get("name", "")) for api in sd.query_hostapis()]
+    except sd.PortAudioError as err:
+        raise AudioError(
+            f"PortAudio cannot list sound devices: {err}",
+            fix="check that the sound system (ALSA/PipeWire) is running",
+        ) from err
+    devices: list[DeviceInfo] = []
+    for position, entry in enumerate(raw):
+        index = int(entry.get("index", position))
+        api = int(entry.get("hostapi", -1))
+        devices.append(
+            DeviceInfo(
+                index=index,
+                name=str(entry.get("name", f"device {index}")),
+                max_input_channels=int(entry.get("max_input_channels", 0)),
+                max_output_channels=int(entry.get("max_output_channels", 0)),
+                default_samplerate_hz=round(float(entry.get("default_samplerate", 0.0))),
+                hostapi=hostapis[api] if 0 <= api < len(hostapis) else "",
+                is_default_input=index == default_in,
+                is_default_output=index == default_out,
+            )
+        )
+    return devices
+
+
+def _default_indices(sd: Any) -> tuple[int, int]:
+    try:
+        default_in, default_out = sd.default.device
+    except (TypeError, ValueError):
+        return -1, -1
+    return _as_index(default_in), _as_index(default_out)
+
+
+def _as_index(value: object) -> int:
+    return value if isinstance(value, int) else -1
+
+
+def format_device_table(devices: Sequence[DeviceInfo]) -> str:
+    """A fixed-width table for ``voiced devices`` (``*`` marks the defaults)."""
+    if not devices:
+        return "no sound devices found"
+    rows = [("", "index", "in", "out", "rate_hz", "name")]
+    for dev in devices:
+        mark = ("<" if dev.is_default_input else "") + (">" if dev.is_default_output else "")
+        name = f"{dev.name} ({dev.hostapi})" if dev.hostapi else dev.name
+        rows.append(
+            (
+                mark,
+                str(dev.index),
+                str(dev.max_input_channels),
+                str(dev.max_output_channels),
+                str(dev.default_samplerate_hz),
+                name,
+            )
+        )
+    widths = [max(len(row[col]) for row in rows) for col in range(5)]
+    lines = [
+        "  ".join(cell.rjust(width) for cell, width in zip(row[:5], widths, strict=True))
+        + "  "
+        + row[5]
+        for row in rows
+    ]
+    lines.append("< default input, > default output")
+    return "\n".join(lines)
+
+
+def find_device(spec: str | int | None, direction: Direction) -> DeviceInfo:
+    """The device ``spec`` names: an index, a name (case-insensitive substring) or None.
+
+    A missing device is an AudioError whose message lists the usable devices.
+    """
+    devices = list_devices()
+    usable = [dev for dev in devices if dev.supports(direction)]
+    found = _match(spec, direction, usable)
+    if found is not None:
+        return found
+    wanted = f"default {direction} device" if spec is None else f"{direction} device {spec!r}"
+    listing = (
+        "\n".join(f"  {dev.index}: {dev.name}" for dev in usable) or f"  (no {direction} devices)"
+    )
+    raise AudioError(
+        f"no {wanted}; available {direction} devices:\n{listing}",
+        fix="pick one with device:INDEX or device:NAME (see `voiced devices`)",
+    )
+
+
+def _match(
+    spec: str | int | None, direction: Direction, usable: list[DeviceInfo]
+) -> DeviceInfo | None:
+    if spec is None:
+        defaults = [
+            dev
+            for dev in usable
+            if (dev.is_default_input if direction == "input" else dev.is_default_output)
+        ]
+        return defaults[0] if defaults else None
+    if isinstance(spec, int) or spec.strip().isdigit():
+        index = int(spec)
+        return next((dev for dev in usable if dev.index == index), None)
+    wanted = spec.strip().lower()
+    exact = [dev for dev in usable if dev.name.lower() == wanted]
+    partial = [dev for dev in usable if wanted in dev.name.lower()]
+    matches = exact or partial
+    return matches[0] if matches else None
+
+
+def parse_device_spec(spec: str) -> str | int:
+    """``device:NAME_OR_INDEX`` to the name or index; AudioError when it names nothing."""
+    name = spec.split(":", 1)[1].strip() if ":" in spec else ""
+    if not name:
+        raise AudioError(f"empty device name in {spec!r}", fix="use device:NAME or device:INDEX")
+    return int(name) if name.isdigit() else name

@@ -1,0 +1,250 @@
+"""Sound-card source and sink (PortAudio through ``sounddevice``, imported lazily).
+
+Callbacks run on PortAudio's thread: they copy, hand over and return; they
+never block on the event loop and never raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import numpy as np
+
+from voiced.audio.devices import DeviceInfo, find_device, load_sounddevice
+from voiced.audio.format import PIPELINE_RATE_HZ, AudioFrame
+from voiced.audio.framing import FrameSplitter
+from voiced.audio.playback import PlaybackQueue
+from voiced.audio.resample import StreamResampler, resample_pcm
+from voiced.errors import AudioError
+
+_BUSY_FIX = "check the device is plugged in and not held by another program (fuser -v /dev/snd/*)"
+
+
+class SoundcardSource:
+    """Microphone frames: device default rate -> 16 kHz mono 10 ms frames.
+
+    The PortAudio callback posts each block to a bounded asyncio queue with
+    ``call_soon_threadsafe``; a full queue drops the block and counts an xrun,
+    as does a PortAudio input overflow. A microphone that delivers nothing for
+    ``stall_timeout_s`` raises AudioError so the caller's reconnect loop reopens it.
+    """
+
+    def __init__(
+        self,
+        device: str | int | None = None,
+        *,
+        block_ms: int = 20,
+        queue_blocks: int = 50,
+        stall_timeout_s: float = 2.0,
+    ) -> None:
+        self.device = device
+        self.block_ms = block_ms
+        self.stall_timeout_s = stall_timeout_s
+        self._queue_blocks = queue_blocks
+        self._queue: asyncio.Queue[np.ndarray] = asyncio.Queue(maxsize=queue_blocks)
+        self._queue_overflows = 0
+        self._input_overflows = 0
+        self._closed = False
+        self._stream: Any = None
+
+    @property
+    def xruns(self) -> int:
+        """Blocks lost: PortAudio input overflows plus blocks dropped on a full queue."""
+        return self._queue_overflows + self._input_overflows
+
+    async def frames(self) -> AsyncGenerator[AudioFrame, None]:
+        loop = asyncio.get_running_loop()
+        self._closed = False
+        self._queue = asyncio.Queue(maxsize=self._queue_blocks)
+        info = await asyncio.to_thread(find_device, self.device, "input")
+        channels = await asyncio.to_thread(self._open, info, loop)
+        resampler = StreamResampler(info.default_samplerate_hz, channels)
+        splitter = FrameSplitter()
+        try:
+            while not self._closed:
+                try:
+                    block = await asyncio.wait_for(self._queue.get(), self.stall_timeout_s)
+                except TimeoutError:
+                    if self._closed:
+                        break
+                    raise AudioError(
+                        f"microphone {info.name!r} delivered no audio for "
+                        f"{self.stall_timeout_s:g} s",
+                        fix=_BUSY_FIX,
+                    ) from None
+                if self._closed:
+                    break
+                for frame in splitter.push(resampler.process(block)):
+                    yield frame
+        finally:
+            self.close()
+
+    def _open(self, info: DeviceInfo, loop: asyncio.AbstractEventLoop) -> int:
+        """Open and start the input stream; returns its channel count."""
+        sd = load_sounddevice()
+
+        def callback(indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+            if status.input_overflow:
+                self._input_overflows += 1
+            block = indata.copy()
+            with contextlib.suppress(RuntimeError):  # RuntimeError: the loop has closed
+                loop.call_soon_threadsafe(self._on_block, block)
+
+        last_error: Exception | None = None
+        for channels in _channel_choices(info.max_input_channels):
+            try:
+                stream = sd.InputStream(
+                    device=info.index,
+                    samplerate=info.default_samplerate_hz,
+                    channels=channels,
+                    dtype="float32",
+                    blocksize=info.default_samplerate_hz * self.block_ms // 1000,
+                    callback=callback,
+                )
+                stream.start()
+            except (sd.PortAudioError, ValueError) as err:
+                last_error = err
+                continue
+            self._stream = stream
+            return channels
+        raise AudioError(
+            f"cannot open microphone {info.name!r}: {last_error}", fix=_BUSY_FIX
+        ) from last_error
+
+    def _on_block(self, block: np.ndarray) -> None:
+        try:
+            self._queue.put_nowait(block)
+        except asyncio.QueueFull:
+            self._queue_overflows += 1
+
+    def close(self) -> None:
+        """Stop the stream and end ``frames()`` (call from the event loop's thread)."""
+        self._closed = True
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            _close_stream(stream)
+        with contextlib.suppress(asyncio.QueueFull):  # wakes a waiting frames()
+            self._queue.put_nowait(np.zeros((0, 1), dtype=np.float32))
+
+
+class SoundcardSink:
+    """Reply playback on a sound card, at ``rate_hz`` or the device's default rate.
+
+    The PortAudio callback pulls from a thread-safe :class:`PlaybackQueue`;
+    ``clear()`` empties it, so barge-in takes effect at the next callback.
+    ``tick()`` does nothing: the device clock paces playback.
+    """
+
+    def __init__(
+        self, device: str | int | None = None, *, rate_hz: int | None = None, block_ms: int = 20
+    ) -> None:
+        info = find_device(device, "output")
+        self.device_name = info.name
+        self.rate_hz = rate_hz or info.default_samplerate_hz or PIPELINE_RATE_HZ
+        self._queue = PlaybackQueue()
+        self._played_samples = 0
+        self._dropped_samples = 0
+        self.underruns = 0
+        """PortAudio output underflows."""
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._waiters_lock = threading.Lock()
+        self._stream = self._open(info, block_ms)
+
+    def _open(self, info: DeviceInfo, block_ms: int) -> Any:
+        sd = load_sounddevice()
+        last_error: Exception | None = None
+        for channels in _channel_choices(info.max_output_channels):
+            try:
+                stream = sd.OutputStream(
+                    device=info.index,
+                    samplerate=self.rate_hz,
+                    channels=channels,
+                    dtype="int16",
+                    blocksize=self.rate_hz * block_ms // 1000,
+                    callback=self._callback,
+                )
+                stream.start()
+                return stream
+            except (sd.PortAudioError, ValueError) as err:
+                last_error = err
+        raise AudioError(
+            f"cannot open speaker {info.name!r}: {last_error}", fix=_BUSY_FIX
+        ) from last_error
+
+    def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        if status.output_underflow:
+            self.underruns += 1
+        data, _ = self._queue.read(frames)
+        outdata[: data.size] = data[:, np.newaxis]
+        outdata[data.size :] = 0
+        self._played_samples += int(data.size)
+        if data.size and not self._queue.pending_samples:
+            self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        with self._waiters_lock:
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):  # RuntimeError: the loop has closed
+                loop.call_soon_threadsafe(_resolve, future)
+
+    def enqueue(self, pcm: bytes, rate_hz: int) -> None:
+        converted = resample_pcm(pcm, rate_hz, self.rate_hz)
+        self._queue.append(np.frombuffer(converted, dtype="<i2"))
+
+    def tick(self, num_samples: int) -> None:
+        """Nothing to do: the sound card's clock paces playback."""
+
+    def clear(self) -> int:
+        dropped = self._queue.clear()
+        self._dropped_samples += dropped
+        self._wake_waiters()
+        return round(dropped * 1000 / self.rate_hz)
+
+    @property
+    def is_playing(self) -> bool:
+        return self._queue.pending_samples > 0
+
+    @property
+    def played_ms(self) -> float:
+        return self._played_samples * 1000.0 / self.rate_hz
+
+    @property
+    def dropped_ms(self) -> float:
+        return self._dropped_samples * 1000.0 / self.rate_hz
+
+    async def drained(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue.pending_samples and self._stream is not None:
+            future: asyncio.Future[None] = loop.create_future()
+            with self._waiters_lock:
+                self._waiters.append((loop, future))
+            if not self._queue.pending_samples:
+                break
+            await future
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            _close_stream(stream)
+        self._wake_waiters()
+
+
+def _channel_choices(max_channels: int) -> list[int]:
+    """Mono first; some ALSA hw devices only open in stereo."""
+    return list(dict.fromkeys((1, min(2, max(1, max_channels)))))
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _close_stream(stream: Any) -> None:
+    with contextlib.suppress(Exception):  # a vanished device must not stop shutdown
+        stream.stop()
+        stream.close()

@@ -1,0 +1,67 @@
+"""`voiced run` and `voiced devices`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from voiced.audio.devices import format_device_table, list_devices
+from voiced.cli.common import add_settings_options, run_async, settings_and_models_dir
+from voiced.daemon import RunOptions, run_daemon
+
+
+def register(commands: Any) -> None:
+    run = commands.add_parser("run", help="run the assistant (the daemon)")
+    add_settings_options(run)
+    run.add_argument(
+        "--no-wake", action="store_true",
+        help="every utterance is a turn (kiosks, push-to-talk, benchmarks)",
+    )  # fmt: skip
+    run.add_argument("--input", metavar="WAV|-",
+                     help="a WAV file, '-' for raw s16le 16 kHz mono on stdin, or "
+                     "device:NAME (default: the default microphone)")  # fmt: skip
+    run.add_argument("--output", metavar="WAV|-",
+                     help="a WAV file, '-' for raw PCM on stdout, 'null', or device:NAME "
+                     "(default: the default speaker)")  # fmt: skip
+    run.add_argument(
+        "--realtime", action="store_true",
+        help="pace file input at 1x; a WAV output is then time-aligned with it",
+    )  # fmt: skip
+    run.add_argument("--trace", metavar="FILE.jsonl", type=Path,
+                     help="write one JSON object per turn with its stage times")  # fmt: skip
+    run.set_defaults(func=cmd_run)
+
+    devices = commands.add_parser("devices", help="list sound cards")
+    devices.set_defaults(func=cmd_devices)
+    register_demo(commands)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings, models_dir = settings_and_models_dir(args)
+    options = RunOptions(
+        settings=settings, models_dir=models_dir, wake_mode=not args.no_wake,
+        input=args.input, output=args.output, realtime=args.realtime, trace=args.trace,
+    )  # fmt: skip
+    return run_async(run_daemon(options))
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    print(format_device_table(list_devices()))
+    return 0
+
+
+def register_demo(commands: Any) -> None:
+    demo = commands.add_parser("demo", help="speak two prompts through the whole pipeline")
+    add_settings_options(demo)
+    demo.add_argument("--output", metavar="WAV", type=Path, default=Path("voiced-demo.wav"),
+                      help="where the replies go (default ./voiced-demo.wav)")  # fmt: skip
+    demo.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from voiced.demo import run_demo
+
+    settings, models_dir = settings_and_models_dir(args)
+    turns = run_async(run_demo(settings, models_dir, args.output))
+    return 0 if turns and all(t.get("reply") for t in turns) else 1

@@ -1,0 +1,119 @@
+"""`voiced run`: load the engines, open audio, and run the assistant until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from voiced.audio.sinks import AudioSink, open_sink
+from voiced.audio.sources import AudioSource, open_source
+from voiced.engines.loader import Engines, load_engines
+from voiced.models.manifest import Role
+from voiced.pipeline.assistant import Assistant
+from voiced.pipeline.events import EventBus
+from voiced.pipeline.runner import run_stream
+from voiced.pipeline.turn import TraceWriter
+from voiced.service.sdnotify import SystemdNotifier, watchdog_loop
+from voiced.settings import Settings
+
+_LOGGER = logging.getLogger(__name__)
+LOAD_TIMEOUT_EXTENSION_US = 120_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    settings: Settings
+    models_dir: Path
+    wake_mode: bool = True
+    input: str | None = None
+    output: str | None = None
+    realtime: bool = False
+    trace: Path | None = None
+
+
+def needed_roles(settings: Settings, wake_mode: bool) -> set[Role]:
+    roles = {Role.ASR, Role.TTS}
+    if settings.slm.enabled:
+        roles.add(Role.SLM)
+    if wake_mode:
+        roles.add(Role.WAKE)
+    return roles
+
+
+async def load(settings: Settings, models_dir: Path, roles: set[Role]) -> Engines:
+    """Load the engines off the event loop, telling systemd that it may take a while."""
+    notifier = SystemdNotifier()
+    notifier.extend_timeout(LOAD_TIMEOUT_EXTENSION_US)
+    notifier.status("loading models")
+    return await asyncio.to_thread(load_engines, settings, models_dir, roles)
+
+
+async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int:
+    """The daemon's main coroutine; returns the process exit code."""
+    realtime = options.realtime or options.input is None
+    if engines is None:
+        roles = needed_roles(options.settings, options.wake_mode)
+        engines = await load(options.settings, options.models_dir, roles)
+    source = open_source(options.input, realtime)
+    sink = open_sink(options.output, realtime)
+    trace = TraceWriter(options.trace) if options.trace else None
+    assistant = Assistant(
+        options.settings, engines, sink, EventBus(), wake_mode=options.wake_mode, trace=trace
+    )
+    try:
+        await _serve(assistant, source, realtime=realtime)
+    finally:
+        await assistant.close()
+        _close_quietly(source, sink)
+        if trace is not None:
+            trace.close()
+    return 0
+
+
+async def _serve(assistant: Assistant, source: AudioSource, *, realtime: bool) -> None:
+    notifier = SystemdNotifier()
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, _request_stop, main, notifier)
+    readiness = asyncio.create_task(_announce_ready(assistant, notifier))
+    watchdog = asyncio.create_task(watchdog_loop(notifier, lambda: assistant.frames_seen))
+    try:
+        await run_stream(assistant, source, realtime=realtime)
+    except asyncio.CancelledError:
+        _LOGGER.info("stopping")
+    finally:
+        for task in (readiness, watchdog):
+            task.cancel()
+        await asyncio.gather(readiness, watchdog, return_exceptions=True)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def _announce_ready(assistant: Assistant, notifier: SystemdNotifier) -> None:
+    """READY=1 only once models are loaded and the first audio frame has arrived."""
+    await assistant.first_frame.wait()
+    notifier.ready(status=f"{assistant.state.value}")
+    _LOGGER.info("ready: %s", "listening for the wake word" if assistant.wake_mode else "listening")
+    while True:
+        await asyncio.sleep(1.0)
+        notifier.status(assistant.state.value)
+
+
+def _request_stop(main: asyncio.Task[object] | None, notifier: SystemdNotifier) -> None:
+    notifier.stopping()
+    if main is not None:
+        main.cancel()
+
+
+def _close_quietly(source: AudioSource, sink: AudioSink) -> None:
+    for closable in (source, sink):
+        try:
+            closable.close()
+        except OSError as err:
+            _LOGGER.warning("closing %s: %s", type(closable).__name__, err)

@@ -1,0 +1,129 @@
+"""The one place that turns the manifest and the settings into loaded engines.
+
+Every path is checked before anything loads, and a missing one is reported with
+the path and the command that fixes it. Nothing here reaches a network: every
+engine is given a local path.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from voiced.engines.asr import WhisperAsr
+from voiced.engines.slm import SlmEngine
+from voiced.engines.tts import PiperTts
+from voiced.engines.wake import BUILTIN_WAKE_WORDS, WakeWordDetector
+from voiced.errors import ModelError
+from voiced.models.manifest import Role, load_manifest
+from voiced.models.store import require_model_dir
+from voiced.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPaths:
+    asr: Path
+    tts: Path
+    """The Piper .onnx file (its .onnx.json beside it)."""
+    slm: Path
+    wake: Path
+    """The microWakeWord .json file."""
+    names: dict[str, str] = field(default_factory=dict)
+    """Role -> model name or user path, for status reports."""
+
+
+def _own_path(value: str, role: str, key: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise ModelError(f"{role} model path {path} (config key {key}) does not exist")
+    return path
+
+
+def resolve_model_paths(settings: Settings, models_dir: Path, roles: set[Role]) -> ModelPaths:
+    """Where each role's files are; raises ModelError naming the path and the fix."""
+    manifest = load_manifest()
+    unused = Path("/nonexistent")
+    paths = {"asr": unused, "tts": unused, "slm": unused, "wake": unused}
+    names: dict[str, str] = {}
+    if Role.ASR in roles:
+        if settings.asr.path:
+            paths["asr"] = _own_path(settings.asr.path, "ASR", "asr.path")
+        else:
+            paths["asr"] = require_model_dir(models_dir, manifest.get(settings.asr.model))
+        names["asr"] = settings.asr.path or settings.asr.model
+    if Role.TTS in roles:
+        if settings.tts.path:
+            paths["tts"] = _own_path(settings.tts.path, "TTS", "tts.path")
+        else:
+            paths["tts"] = require_model_dir(models_dir, manifest.get(settings.tts.voice))
+            paths["tts"] = paths["tts"] / "voice.onnx"
+        names["tts"] = settings.tts.path or settings.tts.voice
+    if Role.SLM in roles:
+        if settings.slm.path:
+            paths["slm"] = _own_path(settings.slm.path, "SLM", "slm.path")
+        else:
+            paths["slm"] = require_model_dir(models_dir, manifest.get(settings.slm.model))
+        names["slm"] = settings.slm.path or settings.slm.model
+    if Role.WAKE in roles:
+        paths["wake"] = _wake_path(settings.wake.model, models_dir)
+        names["wake"] = settings.wake.model
+    return ModelPaths(names=names, **paths)
+
+
+def _wake_path(model: str, models_dir: Path) -> Path:
+    if model in BUILTIN_WAKE_WORDS:
+        spec = load_manifest().default_for(Role.WAKE)
+        return require_model_dir(models_dir, spec) / f"{model}.json"
+    if model.endswith(".json"):
+        return _own_path(model, "wake-word", "wake.model")
+    raise ModelError(
+        f"unknown wake word {model!r}",
+        fix=f"set wake.model to one of {', '.join(BUILTIN_WAKE_WORDS)} or a microWakeWord .json",
+    )
+
+
+@dataclass(slots=True)
+class Engines:
+    paths: ModelPaths
+    asr: WhisperAsr | None = None
+    tts: PiperTts | None = None
+    slm: SlmEngine | None = None
+    wake: WakeWordDetector | None = None
+
+
+def load_engines(settings: Settings, models_dir: Path, roles: set[Role]) -> Engines:
+    """Load the engines for ``roles`` in parallel threads (blocking; call off the loop)."""
+    paths = resolve_model_paths(settings, models_dir, roles)
+    engines = Engines(paths=paths)
+    loaders = {
+        Role.ASR: lambda: WhisperAsr(paths.asr, settings.asr),
+        Role.TTS: lambda: PiperTts(paths.tts, settings.tts),
+        Role.SLM: lambda: SlmEngine(paths.slm, settings.slm),
+        Role.WAKE: lambda: make_wake_detector(settings, paths),
+    }
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {role: pool.submit(loaders[role]) for role in roles}
+        for role, future in futures.items():
+            setattr(engines, role.value, future.result())
+    warm_up(engines, settings.slm.system_prompt)
+    return engines
+
+
+def warm_up(engines: Engines, system_prompt: str) -> None:
+    """Run each engine once so the first real turn does not pay for lazy setup
+    (CTranslate2 allocations, ONNX session warm-up, the SLM's system-prompt cache)."""
+    if engines.asr is not None:
+        engines.asr.transcribe(bytes(16_000 * 2))
+    if engines.tts is not None:
+        engines.tts.synthesize_all("Ready.")
+    if engines.slm is not None:
+        engines.slm.reply(system_prompt, [{"role": "user", "content": "Hi"}], max_tokens=2)
+
+
+def make_wake_detector(settings: Settings, paths: ModelPaths) -> WakeWordDetector:
+    return WakeWordDetector(
+        paths.wake,
+        probability_cutoff=settings.wake.probability_cutoff,
+        refractory_ms=settings.wake.refractory_ms,
+    )

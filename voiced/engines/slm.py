@@ -1,0 +1,111 @@
+"""The small language model: a CTranslate2 generator streaming tokens.
+
+The model directory holds the CTranslate2 files plus ``tokenizer.json``,
+``chat_template.jinja`` and ``voiced_generation.json`` (special tokens), as
+written by the GGUF converter; a user's own generator directory needs the same.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from voiced.errors import EngineError, ModelError
+from voiced.settings import SlmSettings
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SpecialTokens:
+    bos_token: str
+    eos_token: str
+    end_of_turn_token: str
+
+
+class SlmEngine:
+    """Blocking: iterate ``stream_reply`` in a worker thread, never the event loop."""
+
+    def __init__(self, model_dir: Path, settings: SlmSettings) -> None:
+        import ctranslate2
+        from tokenizers import Tokenizer
+
+        self.settings = settings
+        try:
+            self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            self.template = (model_dir / "chat_template.jinja").read_text(encoding="utf-8")
+            special = json.loads((model_dir / "voiced_generation.json").read_text())
+            self.special = SpecialTokens(
+                str(special["bos_token"]), str(special["eos_token"]),
+                str(special["end_of_turn_token"]),
+            )  # fmt: skip
+            self.generator = ctranslate2.Generator(
+                str(model_dir), device=settings.device, compute_type=settings.compute_type,
+                intra_threads=settings.intra_threads, inter_threads=1,
+            )  # fmt: skip
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            raise ModelError(
+                f"cannot load the language model in {model_dir}: {err}",
+                fix="run `voiced models verify`, then `voiced models prepare --force`",
+            ) from err
+
+    def render(self, messages: list[Message], *, add_generation_prompt: bool = True) -> str:
+        from voiced.models.chat_template import render_chat
+
+        return render_chat(
+            self.template, messages, add_generation_prompt=add_generation_prompt,
+            bos_token=self.special.bos_token, eos_token=self.special.eos_token,
+        )  # fmt: skip
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def _tokens(self, text: str) -> list[str]:
+        tokens: list[str] = self.tokenizer.encode(text, add_special_tokens=False).tokens
+        return tokens
+
+    def stream_reply(
+        self, system_prompt: str, history: list[Message], *, max_tokens: int,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:  # fmt: skip
+        """Text deltas of the assistant's reply, stopping at the end-of-turn token.
+
+        The system prompt is passed as CTranslate2's ``static_prompt`` so the model
+        state after it is computed once and reused on every turn.
+        """
+        system = [{"role": "system", "content": system_prompt}]
+        static_text = self.render(system, add_generation_prompt=False)
+        full_text = self.render(system + history)
+        if not full_text.startswith(static_text):
+            static_text = ""  # a template that does not prefix-extend: no caching
+        steps = self.generator.generate_tokens(
+            self._tokens(full_text[len(static_text) :]),
+            static_prompt=self._tokens(static_text) or None,
+            max_length=max_tokens, sampling_topk=1,
+            end_token=[self.special.end_of_turn_token, self.special.eos_token],
+        )  # fmt: skip
+        ids: list[int] = []
+        emitted = ""
+        try:
+            for step in steps:
+                if cancel is not None and cancel.is_set():
+                    break
+                ids.append(step.token_id)
+                text = self.tokenizer.decode(ids)
+                if text.endswith("\ufffd"):
+                    continue  # a multi-byte character is still incomplete
+                if len(text) > len(emitted):
+                    yield text[len(emitted) :]
+                    emitted = text
+        except RuntimeError as err:
+            raise EngineError(f"the language model failed: {err}") from err
+        finally:
+            close = getattr(steps, "close", None)
+            if close is not None:
+                close()
+
+    def reply(self, system_prompt: str, history: list[Message], *, max_tokens: int) -> str:
+        return "".join(self.stream_reply(system_prompt, history, max_tokens=max_tokens))

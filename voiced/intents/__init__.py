@@ -1,0 +1,1 @@
+"""Local intents: commands answered on the device without the language model."""

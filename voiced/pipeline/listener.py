@@ -1,0 +1,43 @@
+"""Per-frame hearing: wake-word scoring and voice activity, run in one worker thread."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voiced.engines.wake import WakeWordDetector
+from voiced.pipeline.vad import WebRtcVad
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    wake: bool
+    """The wake word ended on this frame."""
+    speech: bool
+    """The frame holds speech (webrtcvad)."""
+
+
+class Listener:
+    """Blocking but cheap; the pipeline calls it from its listener thread.
+
+    The caller says which detectors to run on each frame: while the assistant
+    speaks it ignores the microphone except for what barge-in needs, so the
+    assistant does not trigger on its own voice.
+    """
+
+    def __init__(self, wake: WakeWordDetector | None, vad: WebRtcVad) -> None:
+        self.wake = wake
+        self.vad = vad
+        self._wake_dirty = False
+
+    def hear(self, pcm: bytes, *, score_wake: bool, detect_speech: bool) -> Heard:
+        wake = False
+        if self.wake is not None:
+            if score_wake:
+                wake = self.wake.process(pcm)
+                self._wake_dirty = True
+            elif self._wake_dirty:
+                # Frames were skipped: stale partial scores must not join new audio.
+                self.wake.reset()
+                self._wake_dirty = False
+        speech = self.vad.is_speech(pcm) if detect_speech else False
+        return Heard(wake=wake, speech=speech)

@@ -1,0 +1,106 @@
+"""From a transcript to reply text: local intents first, else the language model."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from voiced.engines.slm import SlmEngine
+from voiced.errors import EngineError
+from voiced.intents.base import AssistantControls, IntentHandler, IntentMatch
+from voiced.intents.normalize import normalize
+from voiced.pipeline.conversation import Conversation
+from voiced.settings import SlmSettings
+
+FALLBACK_REPLY = "Sorry, I can only do local commands right now."
+
+
+@dataclass(slots=True)
+class Response:
+    intent: str | None
+    """The matched intent, or None when the language model answers."""
+    deltas: AsyncIterator[str]
+    """The reply text as it is produced."""
+    match: IntentMatch | None = None
+    slots: dict[str, str] = field(default_factory=dict)
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    if text:
+        yield text
+
+
+class Responder:
+    def __init__(
+        self, handlers: Sequence[IntentHandler], slm: SlmEngine | None, settings: SlmSettings,
+        controls: AssistantControls, executor: concurrent.futures.Executor,
+    ) -> None:  # fmt: skip
+        self.handlers = list(handlers)
+        self.slm = slm
+        self.settings = settings
+        self.controls = controls
+        self.executor = executor
+        self.conversation = (
+            Conversation(slm.count_tokens, budget_tokens=settings.memory_tokens,
+                         idle_reset_s=settings.memory_idle_reset_s)
+            if slm else None
+        )  # fmt: skip
+
+    def match_intent(self, text: str) -> IntentMatch | None:
+        normalized = normalize(text)
+        for handler in self.handlers:
+            found = handler.match(normalized, self.controls)
+            if found is not None:
+                return found
+        return None
+
+    def respond(self, text: str, now_s: float) -> Response:
+        found = self.match_intent(text)
+        if found is not None:
+            return Response(found.intent, _once(found.reply), found, dict(found.slots))
+        if self.slm is None or self.conversation is None or not self.settings.enabled:
+            return Response(None, _once(FALLBACK_REPLY))
+        messages = self.conversation.messages_for(text, now_s)
+        return Response(None, self._stream_slm(text, messages, now_s))
+
+    async def _stream_slm(
+        self, text: str, messages: list[dict[str, str]], now_s: float
+    ) -> AsyncIterator[str]:
+        """Run the generator in its worker thread and hand deltas to the loop.
+
+        Cancelling the consumer (barge-in) sets ``stop``, which the generator
+        checks between tokens, so the worker thread ends within one token.
+        """
+        assert self.slm is not None and self.conversation is not None
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+        slm = self.slm
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for delta in slm.stream_reply(
+                    self.settings.system_prompt, messages,
+                    max_tokens=self.settings.max_reply_tokens, cancel=stop,
+                ):  # fmt: skip
+                    loop.call_soon_threadsafe(queue.put_nowait, delta)
+            except EngineError as err:
+                loop.call_soon_threadsafe(queue.put_nowait, err)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        future = loop.run_in_executor(self.executor, produce)
+        reply: list[str] = []
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                reply.append(item)
+                yield item
+        finally:
+            stop.set()
+            await asyncio.shield(future)
+            self.conversation.remember(text, "".join(reply), now_s)

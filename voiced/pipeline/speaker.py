@@ -1,0 +1,77 @@
+"""The TTS stage: speakable text chunks in, audio queued on the sink as it is made."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import AsyncIterator, Callable
+
+import numpy as np
+
+from voiced.audio.sinks import AudioSink
+from voiced.engines.tts import PiperTts
+from voiced.errors import EngineError
+from voiced.pipeline.speech_text import clean_for_speech
+
+
+class Speaker:
+    def __init__(
+        self, tts: PiperTts, sink: AudioSink, executor: concurrent.futures.Executor,
+        volume: Callable[[], float],
+    ) -> None:  # fmt: skip
+        self.tts = tts
+        self.sink = sink
+        self.executor = executor
+        self.volume = volume
+
+    async def speak(
+        self, chunks: asyncio.Queue[str | None], on_first_audio: Callable[[], None]
+    ) -> str:
+        """Synthesise each chunk as it arrives (None ends); returns the text spoken."""
+        spoken: list[str] = []
+        first = True
+        while (chunk := await chunks.get()) is not None:
+            text = clean_for_speech(chunk)
+            if not text:
+                continue
+            async for pcm in self._synthesize(text):
+                self.sink.enqueue(self._scaled(pcm), self.tts.sample_rate_hz)
+                if first:
+                    first = False
+                    on_first_audio()
+            spoken.append(text)
+        return " ".join(spoken)
+
+    async def _synthesize(self, text: str) -> AsyncIterator[bytes]:
+        """Audio of ``text`` sentence by sentence, synthesised in the TTS thread."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for pcm in self.tts.synthesize(text, stop):
+                    loop.call_soon_threadsafe(queue.put_nowait, pcm)
+            except EngineError as err:
+                loop.call_soon_threadsafe(queue.put_nowait, err)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        future = loop.run_in_executor(self.executor, produce)
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            await asyncio.shield(future)
+
+    def _scaled(self, pcm: bytes) -> bytes:
+        volume = self.volume()
+        if volume >= 0.999:
+            return pcm
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) * volume
+        scaled: bytes = np.clip(samples, -32768, 32767).astype("<i2").tobytes()
+        return scaled

@@ -1,0 +1,224 @@
+"""Settings: built once from the TOML config, validated, frozen, passed down.
+
+Every section is a frozen dataclass with units in its field names. Loading
+rejects unknown keys and wrong types with a ConfigError that names the key and
+the line it is on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voiced.errors import ConfigError
+
+MAX_CONFIG_BYTES = 1 << 20
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful voice assistant on a small device. Answer in one or two short "
+    "spoken sentences. Use plain words only: no lists, no markdown, no emojis, no links."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AsrSettings:
+    model: str = "whisper-tiny.en"
+    path: str | None = None
+    """A faster-whisper model directory of your own, instead of `model`."""
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = 0
+    beam_size: int = 1
+    language: str = "en"
+    trim_window: bool = True
+    """Encode only as much mel window as the audio needs instead of 30 s."""
+
+
+@dataclass(frozen=True, slots=True)
+class TtsSettings:
+    voice: str = "piper-en_US-joe-medium"
+    path: str | None = None
+    """A Piper .onnx voice of your own (its .onnx.json beside it), instead of `voice`."""
+    use_cuda: bool = False
+    length_scale: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SlmSettings:
+    model: str = "smollm2-135m-instruct"
+    path: str | None = None
+    """A CTranslate2 generator directory of your own (tokenizer.json beside it)."""
+    device: str = "cpu"
+    compute_type: str = "int8"
+    intra_threads: int = 0
+    max_reply_tokens: int = 64
+    memory_tokens: int = 384
+    """Earlier turns kept as context, oldest dropped first."""
+    memory_idle_reset_s: float = 300.0
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class WakeSettings:
+    model: str = "hey_jarvis"
+    """A built-in wake word (hey_jarvis, okay_nabu, hey_mycroft, alexa) or a path to a .json."""
+    probability_cutoff: float | None = None
+    refractory_ms: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSettings:
+    vad_aggressiveness: int = 2
+    speech_start_ms: int = 60
+    speculative_silence_ms: int = 160
+    silence_end_ms: int = 480
+    max_speech_ms: int = 15000
+    no_speech_timeout_ms: int = 5000
+    follow_up_window_ms: int = 0
+    """After a reply, listen this long without the wake word (0: off)."""
+    barge_in: bool = True
+    """The wake word during a reply stops it."""
+    barge_in_on_speech: bool = False
+    """Any speech during a reply stops it (only with echo cancellation)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSettings:
+    input: str | None = None
+    """Sound card name or index (None: the default input)."""
+    output: str | None = None
+    volume: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    listen: str | None = None
+    """HOST:PORT for the HTTP API (None: off)."""
+    token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    host: str | None = None
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    device_id: str | None = None
+    discovery_prefix: str = "homeassistant"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    models_dir: str | None = None
+    profile: str | None = None
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    tts: TtsSettings = field(default_factory=TtsSettings)
+    slm: SlmSettings = field(default_factory=SlmSettings)
+    wake: WakeSettings = field(default_factory=WakeSettings)
+    listen: ListenSettings = field(default_factory=ListenSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    intent: tuple[dict[str, Any], ...] = ()
+    """User intents ([[intent]] tables), validated by the intents module."""
+    hook: tuple[dict[str, Any], ...] = ()
+    """Event hooks ([[hook]] tables), validated by the hooks module."""
+
+
+def load_settings(path: Path | None) -> Settings:
+    if path is None:
+        return Settings()
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise ConfigError(f"config file {path} does not exist") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from err
+    return parse_settings(text, source=str(path))
+
+
+def parse_settings(text: str, source: str = "<config>") -> Settings:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: not valid TOML: {err}") from err
+    return build(Settings, data, (), _Locator(text, source))
+
+
+def replace_section(settings: Settings, section: str, **changes: Any) -> Settings:
+    """A copy of ``settings`` with some fields of one section changed (for CLI flags)."""
+    current = getattr(settings, section)
+    return dataclasses.replace(settings, **{section: dataclasses.replace(current, **changes)})
+
+
+class _Locator:
+    """Finds the line a key was written on, so errors can point at it."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.lines = text.splitlines()
+        self.source = source
+
+    def where(self, key_path: tuple[str, ...]) -> str:
+        key = key_path[-1]
+        pattern = re.compile(rf"^\s*(\[+\s*)?[\"']?{re.escape(key)}[\"']?\s*(=|\]|\.)")
+        for number, line in enumerate(self.lines, start=1):
+            if pattern.search(line):
+                return f"{self.source}, line {number}"
+        return self.source
+
+
+T = typing.TypeVar("T")
+
+
+def build(cls: type[T], data: object, key_path: tuple[str, ...], locator: _Locator) -> T:
+    dotted = ".".join(key_path) or "top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{locator.where(key_path)}: `{dotted}` must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        path = (*key_path, key)
+        if key not in names:
+            raise ConfigError(
+                f"{locator.where(path)}: unknown key `{'.'.join(path)}`",
+                fix=f"valid keys here: {', '.join(sorted(names))}",
+            )
+        values[key] = _coerce(hints[key], value, path, locator)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: object, path: tuple[str, ...], locator: _Locator) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, path, locator)  # type: ignore[arg-type]
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _coerce(options[0], value, path, locator)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise _type_error(path, "a list of tables ([[...]])", value, locator)
+        return tuple(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (bool, int, float, str) and (type(value) is not hint):
+        raise _type_error(path, hint.__name__, value, locator)
+    return value
+
+
+def _type_error(path: tuple[str, ...], want: str, value: object, locator: _Locator) -> ConfigError:
+    return ConfigError(
+        f"{locator.where(path)}: `{'.'.join(path)}` must be {want}, "
+        f"not {type(value).__name__} {value!r:.40}"
+    )
