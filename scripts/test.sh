@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# One command from a fresh clone to the whole test suite: system packages
+# (PortAudio, mosquitto, systemd-analyze, Chromium), venv, voiced with its test
+# extras, then lint (ruff), types (mypy) and pytest with the real models.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh" mosquitto systemd chromium
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO[test]"
+cd "$REPO"
+echo ">> ruff"
+"$VENV/bin/ruff" check voiced tests
+echo ">> mypy"
+"$VENV/bin/mypy"
+echo ">> pytest"
+set +e
+"$VENV/bin/python" -m pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure" >&2
+  exit 1
+fi
+exit "$status"
