@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from voiced.errors import EngineError, ModelError
 from voiced.settings import TtsSettings
@@ -14,7 +16,7 @@ class PiperTts:
     """Blocking: iterate ``synthesize`` in a worker thread, never the event loop."""
 
     def __init__(self, model_path: Path, settings: TtsSettings) -> None:
-        from piper import PiperVoice, SynthesisConfig
+        from piper import SynthesisConfig
 
         config_path = Path(f"{model_path}.json")
         for path in (model_path, config_path):
@@ -25,7 +27,7 @@ class PiperTts:
                     "with its .onnx.json beside it",
                 )
         try:
-            self.voice = PiperVoice.load(model_path, config_path, use_cuda=settings.use_cuda)
+            self.voice = _load_voice(model_path, config_path, use_cuda=settings.use_cuda)
         except Exception as err:  # onnxruntime raises its own exception types
             raise ModelError(
                 f"cannot load the Piper voice {model_path}: {err}",
@@ -50,3 +52,20 @@ class PiperTts:
 
     def synthesize_all(self, text: str) -> bytes:
         return b"".join(self.synthesize(text))
+
+
+def _load_voice(model_path: Path, config_path: Path, *, use_cuda: bool) -> Any:
+    """PiperVoice.load, but with onnxruntime's thread spinning off: spinning
+    threads steal the CPU the event loop needs on small boards."""
+    import onnxruntime
+    from piper import PiperConfig, PiperVoice
+
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    providers = ["CUDAExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
+    config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+    session = onnxruntime.InferenceSession(
+        str(model_path), sess_options=options, providers=providers
+    )
+    return PiperVoice(session=session, config=config)
