@@ -58,8 +58,9 @@ def test_wake_word_question_round_trip(
     reply = np.frombuffer(read_wav_as_pipeline_pcm(out), dtype="<i2")
     with wave.open(str(prompt)) as src:
         assert reply.size >= src.getnframes(), "the aligned output covers the whole input"
-    first_sound = int(np.argmax(np.abs(reply) > 500))
-    # The reply starts where the trace says it does (one 10 ms frame of slack).
+    first_sound = int(np.argmax(reply != 0))
+    # The reply starts where the trace says it does: audio queued while a frame is
+    # processed starts at the next 10 ms tick, so allow a frame or two of slack.
     assert abs(first_sound / 16 - turn["first_audio_ms"]) <= 30
     assert np.abs(reply[: int(turn["speech_end_ms"] * 16)]).max() == 0, "silent before the reply"
     assert engines.asr is not None
