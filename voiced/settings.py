@@ -19,6 +19,14 @@ from typing import Any
 from voiced.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1 << 20
+DEVICES = frozenset({"cpu", "cuda", "auto"})
+COMPUTE_TYPES = frozenset(
+    {
+        "default", "auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
+        "int16", "float16", "bfloat16", "float32",
+    }
+)  # fmt: skip
+"""CTranslate2's compute types."""
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful voice assistant on a small device. Answer in one or two short "
@@ -87,6 +95,9 @@ class ListenSettings:
     """The wake word during a reply stops it."""
     barge_in_on_speech: bool = False
     """Any speech during a reply stops it (only with echo cancellation)."""
+    early_commit: bool = True
+    """End the utterance at the first pause when its transcript is complete (a local
+    intent, or a sentence that does not end on a word like "the" or "of")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,17 +174,41 @@ def replace_section(settings: Settings, section: str, **changes: Any) -> Setting
 
 
 class _Locator:
-    """Finds the line a key was written on, so errors can point at it."""
+    """Finds the line a key was written on, so errors can point at it.
+
+    Keys are matched by their full path (table header plus dotted key), so
+    `device` under ``[asr]`` is not confused with `device` under ``[slm]``.
+    """
+
+    _HEADER = re.compile(r"^\s*\[\[?(?P<name>[^\]]+)\]\]?")
+    _KEY = re.compile(r"^\s*(?P<key>[^=\[#\s{},][^=]*?)\s*=")
+    _PART = re.compile(r"\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_-]+)")
 
     def __init__(self, text: str, source: str) -> None:
-        self.lines = text.splitlines()
         self.source = source
+        self.lines: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        in_string = False
+        for number, line in enumerate(text.splitlines(), start=1):
+            was_in_string = in_string
+            in_string ^= (line.count('"""') + line.count("'''")) % 2 == 1
+            if was_in_string:
+                continue  # inside a multi-line string: no keys here
+            if header := self._HEADER.match(line):
+                table = self._parts(header["name"])
+                self.lines.setdefault(table, number)
+            elif key := self._KEY.match(line):
+                self.lines.setdefault((*table, *self._parts(key["key"])), number)
+
+    def _parts(self, dotted: str) -> tuple[str, ...]:
+        matches = self._PART.finditer(dotted)
+        return tuple(next(g for g in m.groups() if g is not None) for m in matches)
 
     def where(self, key_path: tuple[str, ...]) -> str:
-        key = key_path[-1]
-        pattern = re.compile(rf"^\s*(\[+\s*)?[\"']?{re.escape(key)}[\"']?\s*(=|\]|\.)")
-        for number, line in enumerate(self.lines, start=1):
-            if pattern.search(line):
+        """``source, line N`` of the key, else of the nearest enclosing table or key."""
+        for end in range(len(key_path), 0, -1):
+            number = self.lines.get(key_path[:end])
+            if number is not None:
                 return f"{self.source}, line {number}"
         return self.source
 
@@ -196,7 +231,11 @@ def build(cls: type[T], data: object, key_path: tuple[str, ...], locator: _Locat
                 fix=f"valid keys here: {', '.join(sorted(names))}",
             )
         values[key] = _coerce(hints[key], value, path, locator)
-    return cls(**values)
+        _check_value(path, values[key], locator)
+    result = cls(**values)
+    if isinstance(result, ListenSettings):
+        _check_listen(result, data, key_path, locator)
+    return result
 
 
 def _coerce(hint: Any, value: object, path: tuple[str, ...], locator: _Locator) -> Any:
@@ -222,3 +261,84 @@ def _type_error(path: tuple[str, ...], want: str, value: object, locator: _Locat
         f"{locator.where(path)}: `{'.'.join(path)}` must be {want}, "
         f"not {type(value).__name__} {value!r:.40}"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """Allowed values of a number: ``low`` to ``high`` (None: unbounded), ends included
+    unless ``open_ends``."""
+
+    low: float
+    high: float | None = None
+    open_ends: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        high = float("inf") if self.high is None else self.high
+        if self.open_ends:
+            return self.low < value < high
+        return self.low <= value <= high  # False for NaN
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{self.low:g} or more"
+        if self.open_ends:
+            return f"strictly between {self.low:g} and {self.high:g}"
+        return f"between {self.low:g} and {self.high:g}"
+
+
+_NON_NEGATIVE = _Range(0)
+_RANGES: dict[str, _Range] = {
+    "asr.cpu_threads": _NON_NEGATIVE,
+    "asr.beam_size": _Range(1, 10),
+    "tts.length_scale": _Range(0, 10, open_ends=True),
+    "slm.intra_threads": _NON_NEGATIVE,
+    "slm.max_reply_tokens": _Range(1, 1024),
+    "slm.memory_tokens": _NON_NEGATIVE,
+    "slm.memory_idle_reset_s": _NON_NEGATIVE,
+    "wake.probability_cutoff": _Range(0, 1, open_ends=True),
+    "wake.refractory_ms": _NON_NEGATIVE,
+    "listen.vad_aggressiveness": _Range(0, 3),
+    "listen.speech_start_ms": _NON_NEGATIVE,
+    "listen.speculative_silence_ms": _NON_NEGATIVE,
+    "listen.silence_end_ms": _Range(1),
+    "listen.max_speech_ms": _Range(1),
+    "listen.no_speech_timeout_ms": _NON_NEGATIVE,
+    "listen.follow_up_window_ms": _NON_NEGATIVE,
+    "audio.volume": _Range(0, 1),
+    "mqtt.port": _Range(1, 65535),
+}
+"""Ranges of numeric settings, by dotted key."""
+_CHOICES: dict[str, frozenset[str]] = {
+    "asr.device": DEVICES,
+    "asr.compute_type": COMPUTE_TYPES,
+    "slm.device": DEVICES,
+    "slm.compute_type": COMPUTE_TYPES,
+}
+"""Allowed values of string settings, by dotted key."""
+
+
+def _check_value(path: tuple[str, ...], value: object, locator: _Locator) -> None:
+    dotted = ".".join(path)
+    allowed = _RANGES.get(dotted)
+    if allowed is not None and isinstance(value, int | float) and value not in allowed:
+        raise ConfigError(f"{locator.where(path)}: `{dotted}` must be {allowed}, not {value!r}")
+    choices = _CHOICES.get(dotted)
+    if choices is not None and value not in choices:
+        raise ConfigError(
+            f"{locator.where(path)}: `{dotted}` must be one of "
+            f"{', '.join(sorted(choices))}, not {value!r:.40}"
+        )
+
+
+def _check_listen(
+    listen: ListenSettings, data: dict[str, Any], key_path: tuple[str, ...], locator: _Locator
+) -> None:
+    """The endpointer needs the speculative end (0: off) before the final one."""
+    early, final = listen.speculative_silence_ms, listen.silence_end_ms
+    if early and early >= final:
+        key = "speculative_silence_ms" if "speculative_silence_ms" in data else "silence_end_ms"
+        raise ConfigError(
+            f"{locator.where((*key_path, key))}: `listen.speculative_silence_ms` ({early}) "
+            f"must be less than `listen.silence_end_ms` ({final})",
+            fix="lower listen.speculative_silence_ms, or set it to 0 to turn it off",
+        )

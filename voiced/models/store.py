@@ -112,12 +112,19 @@ def check_model(models_dir: Path, spec: ModelSpec, *, full: bool) -> Check:
         return Check(spec.name, False, f"not prepared (no {model_dir / STAMP_NAME})")
     if stamp.spec_digest != spec_digest(spec):
         return Check(spec.name, False, "prepared from an older manifest entry")
+    size_bytes = 0
     for rel, want in stamp.files.items():
         path = model_dir / rel
         if not path.is_file():
             return Check(spec.name, False, f"missing file {path}")
+        size_bytes += path.stat().st_size
         if full and sha256_file(path) != want:
             return Check(spec.name, False, f"sha256 mismatch: {path} is corrupted")
+    if size_bytes != stamp.size_bytes:
+        return Check(
+            spec.name, False,
+            f"its files hold {size_bytes} bytes, not {stamp.size_bytes}: one is truncated",
+        )  # fmt: skip
     return Check(spec.name, True, f"ok ({stamp.size_bytes / 1e6:.0f} MB)")
 
 

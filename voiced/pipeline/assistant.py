@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from voiced.audio.format import PIPELINE_RATE_HZ, AudioFrame, samples_to_ms
 from voiced.audio.sinks import AudioSink
-from voiced.engines.asr import Transcript
 from voiced.engines.loader import Engines
 from voiced.errors import VoicedError
 from voiced.intents.base import IntentHandler
@@ -39,6 +38,7 @@ from voiced.pipeline.speaker import Speaker
 from voiced.pipeline.state import State, StateMachine, Trigger
 from voiced.pipeline.timers import TimerBook
 from voiced.pipeline.turn import TraceWriter, TurnRecord
+from voiced.pipeline.turn_end import looks_like_full_sentence
 from voiced.pipeline.vad import WebRtcVad
 from voiced.settings import Settings
 
@@ -109,7 +109,9 @@ class Assistant:
         self._utterance = bytearray()
         self._preroll: deque[bytes] = deque(maxlen=PREROLL_MS // 10)
         self._turn_task: asyncio.Task[None] | None = None
-        self._speculative: asyncio.Future[Transcript] | None = None
+        self._speculative: asyncio.Task[None] | None = None
+        """A turn started at the first pause, its playback held until the end is committed."""
+        self._commit_gate = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._current: TurnRecord | None = None
         self._listening_turn: TurnRecord | None = None
@@ -224,17 +226,19 @@ class Assistant:
             turn.speech_start_ms = event.speech_start_ms
             self._emit(EventType.STT_VAD_START, turn_id=turn.turn_id)
         elif kind is EndpointEventType.SPECULATIVE_END:
-            # Transcribe now, during the silence that may end the utterance; the
-            # result is used if the silence holds, so ASR is off the critical path.
+            # Run the whole turn now, during the silence that may end the utterance,
+            # holding its playback and side effects until the end is committed.
+            turn.speech_end_ms = event.speech_end_ms
             self._drop_speculative()
-            self._speculative = self._asr_future(bytes(self._utterance))
+            self._commit_gate = asyncio.Event()
+            self._speculative = asyncio.create_task(
+                self._run_turn(turn, bytes(self._utterance), None, True, self._commit_gate)
+            )
         elif kind is EndpointEventType.SPEECH_RESUMED:
             self._drop_speculative()
         elif kind is EndpointEventType.SPEECH_END:
             turn.speech_end_ms = event.speech_end_ms
-            self._emit(EventType.STT_VAD_END, turn_id=turn.turn_id)
-            self._fire(Trigger.SPEECH_END)
-            self._begin_turn(turn, audio=bytes(self._utterance))
+            self._commit(turn)
         elif kind is EndpointEventType.TIMEOUT:
             turn.outcome = "no_speech"
             self._finish_turn(turn, Trigger.NO_SPEECH)
@@ -245,31 +249,56 @@ class Assistant:
         self._next_turn_id += 1
         return self._next_turn_id - 1
 
+    def _commit(self, turn: TurnRecord) -> None:
+        """The utterance has ended: release the speculative turn, or start one."""
+        if self._listening_turn is not turn:
+            return
+        turn.endpoint_ms = self.now_ms()
+        self._emit(EventType.STT_VAD_END, turn_id=turn.turn_id)
+        self._listening_turn = None
+        self._fire(Trigger.SPEECH_END)
+        if self._speculative is not None and not self._speculative.cancelled():
+            self._current, self._turn_task = turn, self._speculative
+            self._speculative = None
+            self._commit_gate.set()
+        else:
+            self._begin_turn(turn, audio=bytes(self._utterance))
+
     def _begin_turn(self, turn: TurnRecord, *, audio: bytes | None = None,
                     text: str | None = None, speak: bool = True) -> asyncio.Task[None]:  # fmt: skip
         self._listening_turn = None
         self._current = turn
-        task = asyncio.create_task(self._run_turn(turn, audio, text, speak))
+        committed = _already_committed()
+        task = asyncio.create_task(self._run_turn(turn, audio, text, speak, committed))
         self._turn_task = task
         return task
 
     async def _run_turn(
-        self, turn: TurnRecord, audio: bytes | None, text: str | None, speak: bool
-    ) -> None:
+        self, turn: TurnRecord, audio: bytes | None, text: str | None, speak: bool,
+        committed: asyncio.Event,
+    ) -> None:  # fmt: skip
+        """One turn. Until ``committed`` is set it is speculative: it may be cancelled
+        (speech resumed) and then leaves no trace, no sound and no side effect."""
         try:
             if text is None:
                 text = await self._transcribe(turn, audio or b"")
+                if not committed.is_set() and self._looks_complete(text):
+                    self._commit(turn)
+            await committed.wait()
             if not text:
                 turn.outcome = "empty_transcript"
                 self._finish_turn(turn, Trigger.CANCEL)
                 return
-            await self._respond(turn, text, speak)
+            await self._respond(turn, text, speak, committed)
             turn.outcome = "answered"
             self._finish_turn(turn, self._after_reply_trigger(turn))
         except asyncio.CancelledError:
-            if turn.outcome == "pending":
-                turn.outcome = "cancelled"
-            self._finish_turn(turn, None)
+            if committed.is_set():
+                if turn.outcome == "pending":
+                    turn.outcome = "cancelled"
+                self._finish_turn(turn, None)
+            else:
+                _reset_turn_progress(turn)
             raise
         except VoicedError as err:
             turn.outcome, turn.error = "error", err.message
@@ -278,18 +307,21 @@ class Assistant:
             self._finish_turn(turn, Trigger.CANCEL)
 
     def _drop_speculative(self) -> None:
-        """Forget a speculative transcript; one still queued never runs."""
+        """Cancel a speculative turn: the speaker resumed, so it never happened."""
         if self._speculative is not None:
             self._speculative.cancel()
+            self._hold(self._speculative)
             self._speculative = None
 
-    def _asr_future(self, audio: bytes) -> asyncio.Future[Transcript]:
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self.workers.asr, self.asr.transcribe, audio)
+    def _looks_complete(self, text: str) -> bool:
+        """Early commit: a local intent, or a finished sentence, needs no more silence."""
+        if not self.settings.listen.early_commit or not text:
+            return False
+        return self.responder.match_intent(text) is not None or looks_like_full_sentence(text)
 
     async def _transcribe(self, turn: TurnRecord, audio: bytes) -> str:
-        future, self._speculative = self._speculative or self._asr_future(audio), None
-        result = await future
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self.workers.asr, self.asr.transcribe, audio)
         turn.asr_done_ms = self.now_ms()
         turn.transcript = result.text
         self._emit(EventType.STT_END, turn_id=turn.turn_id, text=result.text,
@@ -297,16 +329,23 @@ class Assistant:
         _LOGGER.debug("turn %d heard: %s", turn.turn_id, result.text)
         return result.text
 
-    async def _respond(self, turn: TurnRecord, text: str, speak: bool) -> None:
+    async def _respond(
+        self, turn: TurnRecord, text: str, speak: bool, committed: asyncio.Event
+    ) -> None:
         self._emit(EventType.INTENT_START, turn_id=turn.turn_id, text=text)
         response = self.responder.respond(text, self.now_ms() / 1000.0)
         turn.intent, turn.slots = response.intent, response.slots
-        if response.match is not None and response.match.action is not None:
-            self._hold(asyncio.create_task(response.match.action()))
-        if response.match is not None and response.match.stop_speaking:
-            self.sink.clear()
+        match = response.match
+        if match is not None:
+            await committed.wait()  # side effects only once the utterance is final
+            if match.action is not None:
+                self._hold(asyncio.create_task(match.action()))
+            if match.stop_speaking:
+                self.sink.clear()
         chunks: asyncio.Queue[str | None] = asyncio.Queue()
-        speak_task = asyncio.create_task(self._speak(turn, chunks)) if speak else None
+        speak_task = (
+            asyncio.create_task(self._speak(turn, chunks, committed)) if speak else None
+        )
         chunker = SpeechChunker()
         reply: list[str] = []
         try:
@@ -333,7 +372,9 @@ class Assistant:
             if speak_task is not None and not speak_task.done():
                 speak_task.cancel()
 
-    async def _speak(self, turn: TurnRecord, chunks: asyncio.Queue[str | None]) -> None:
+    async def _speak(
+        self, turn: TurnRecord, chunks: asyncio.Queue[str | None], committed: asyncio.Event
+    ) -> None:
         self._emit(EventType.TTS_START, turn_id=turn.turn_id)
 
         def on_first_audio() -> None:
@@ -341,7 +382,7 @@ class Assistant:
             self._fire(Trigger.FIRST_AUDIO)
             self._emit(EventType.PLAYBACK_START, turn_id=turn.turn_id)
 
-        spoken = await self.speaker.speak(chunks, on_first_audio)
+        spoken = await self.speaker.speak(chunks, on_first_audio, committed)
         self._emit(EventType.TTS_END, turn_id=turn.turn_id, text=spoken)
 
     def _after_reply_trigger(self, turn: TurnRecord) -> Trigger:
@@ -426,7 +467,7 @@ class Assistant:
                 for chunk in (text, None):
                     chunks.put_nowait(chunk)
                 turn.reply = text
-                await self._speak(turn, chunks)
+                await self._speak(turn, chunks, _already_committed())
                 await self.sink.drained()
                 turn.outcome = "answered"
                 self._finish_turn(turn, Trigger.REPLY_DONE)
@@ -445,7 +486,7 @@ class Assistant:
             self._fire(Trigger.SAY)
             await self._begin_turn(turn, text=text, speak=True)
         else:
-            await self._respond(turn, text, speak=False)
+            await self._respond(turn, text, False, _already_committed())
             turn.outcome = "answered"
             self._finish_turn(turn, None)
         return turn
@@ -455,12 +496,11 @@ class Assistant:
         while self._turn_task is not None and not self._turn_task.done():
             await asyncio.wait({self._turn_task})
 
-    @property
-    def pending_work(self) -> bool:
-        """A turn, an utterance, an announcement or a timer is still to finish."""
+    def has_pending_work(self, *, include_timers: bool = True) -> bool:
+        """A turn, an utterance, an announcement or (optionally) a timer is unfinished."""
         return (
-            self.busy or bool(self._announcements) or self.timers.pending > 0
-            or self.machine.state is State.LISTENING or self.sink.is_playing
+            self.busy or bool(self._announcements) or self.machine.state is State.LISTENING
+            or self.sink.is_playing or (include_timers and self.timers.pending > 0)
         )  # fmt: skip
 
     async def close(self) -> None:
@@ -485,6 +525,18 @@ class Assistant:
     def local_time(self) -> tuple[int, int, int, int, int]:
         now = time.localtime()
         return now.tm_hour, now.tm_min, now.tm_wday, now.tm_mday, now.tm_mon
+
+
+def _already_committed() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
+def _reset_turn_progress(turn: TurnRecord) -> None:
+    """Forget what a cancelled speculative run recorded; the turn goes on listening."""
+    turn.transcript, turn.reply, turn.intent, turn.slots = "", "", None, {}
+    turn.asr_done_ms = turn.first_token_ms = turn.first_chunk_ms = turn.first_audio_ms = None
 
 
 def _endpointer_settings(settings: Settings, *, timeout_ms: int | None) -> EndpointerSettings:

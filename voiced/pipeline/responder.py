@@ -100,7 +100,9 @@ class Responder:
                     raise item
                 reply.append(item)
                 yield item
+            # Only a reply that was produced in full joins the memory: a
+            # speculative turn cancelled half-way never happened.
+            self.conversation.remember(text, "".join(reply), now_s)
         finally:
             stop.set()
             await asyncio.shield(future)
-            self.conversation.remember(text, "".join(reply), now_s)

@@ -14,7 +14,9 @@ MAX_TAIL_S = 600.0
 _SILENT_FRAME = bytes(FRAME_SAMPLES * 2)
 
 
-async def run_stream(assistant: Assistant, source: AudioSource, *, realtime: bool) -> None:
+async def run_stream(
+    assistant: Assistant, source: AudioSource, *, realtime: bool, wait_for_timers: bool = True
+) -> None:
     """Feed every frame of ``source``; when it ends, finish what is in progress.
 
     Without ``realtime`` (a file read as fast as possible) a turn takes no stream
@@ -25,17 +27,20 @@ async def run_stream(assistant: Assistant, source: AudioSource, *, realtime: boo
         await assistant.feed(frame)
         if not realtime:
             await assistant.wait_turn()
-    await _play_out(assistant, realtime=realtime)
+    await _play_out(assistant, realtime=realtime, wait_for_timers=wait_for_timers)
 
 
-async def _play_out(assistant: Assistant, *, realtime: bool) -> None:
+async def _play_out(assistant: Assistant, *, realtime: bool, wait_for_timers: bool) -> None:
     """Silence after the input's end, so endpointing, replies and timers can finish
     (and the time-aligned output keeps running as a sound card would)."""
     start_sample = assistant.position_samples
     start_wall_s = time.monotonic()
     max_samples = int(MAX_TAIL_S * PIPELINE_RATE_HZ)
     sample = start_sample
-    while assistant.pending_work and sample - start_sample < max_samples:
+    while (
+        assistant.has_pending_work(include_timers=wait_for_timers)
+        and sample - start_sample < max_samples
+    ):
         frame = AudioFrame(_SILENT_FRAME, sample)
         sample = frame.end_sample
         if realtime:

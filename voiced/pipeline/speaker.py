@@ -26,9 +26,14 @@ class Speaker:
         self.volume = volume
 
     async def speak(
-        self, chunks: asyncio.Queue[str | None], on_first_audio: Callable[[], None]
-    ) -> str:
-        """Synthesise each chunk as it arrives (None ends); returns the text spoken."""
+        self, chunks: asyncio.Queue[str | None], on_first_audio: Callable[[], None],
+        gate: asyncio.Event,
+    ) -> str:  # fmt: skip
+        """Synthesise each chunk as it arrives (None ends); returns the text spoken.
+
+        Audio is synthesised at once but played only after ``gate`` is set, so a
+        speculative turn has its first clause ready the moment it is committed.
+        """
         spoken: list[str] = []
         first = True
         while (chunk := await chunks.get()) is not None:
@@ -36,6 +41,7 @@ class Speaker:
             if not text:
                 continue
             async for pcm in self._synthesize(text):
+                await gate.wait()
                 self.sink.enqueue(self._scaled(pcm), self.tts.sample_rate_hz)
                 if first:
                     first = False

@@ -22,6 +22,8 @@ class TurnRecord:
     wake_ms: float | None = None
     speech_start_ms: float | None = None
     speech_end_ms: float | None = None
+    endpoint_ms: float | None = None
+    """When the endpointer committed the end of the utterance."""
     asr_done_ms: float | None = None
     first_token_ms: float | None = None
     first_chunk_ms: float | None = None
