@@ -33,13 +33,11 @@ class BenchOptions:
 
 
 def run_bench(options: BenchOptions) -> dict[str, Any]:
+    given = load_corpus(options.corpus)[: options.limit or None] if options.corpus else None
     engines = load_engines(options.settings, options.models_dir,
                            {Role.ASR, Role.TTS, Role.SLM})  # fmt: skip
     assert engines.tts is not None
-    if options.corpus:
-        utterances = load_corpus(options.corpus)[: options.limit or None]
-    else:
-        utterances = synthesize_corpus(engines.tts, options.limit)
+    utterances = given or synthesize_corpus(engines.tts, options.limit)
     if options.save_corpus:
         save_corpus(utterances, options.save_corpus)
     rows: list[Row] = []
