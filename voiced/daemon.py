@@ -11,7 +11,9 @@ from pathlib import Path
 
 from voiced.audio.sinks import AudioSink, open_sink
 from voiced.audio.sources import AudioSource, open_source
+from voiced.control.plane import ControlPlane, mqtt_publisher
 from voiced.engines.loader import Engines, load_engines
+from voiced.intents.user import load_user_intents
 from voiced.models.manifest import Role
 from voiced.pipeline.assistant import Assistant
 from voiced.pipeline.events import EventBus
@@ -58,15 +60,23 @@ async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int
     if engines is None:
         roles = needed_roles(options.settings, options.wake_mode)
         engines = await load(options.settings, options.models_dir, roles)
+    settings = options.settings
+    publisher = mqtt_publisher(settings)
+    intents = load_user_intents(settings.intent, publisher=publisher)
     source = open_source(options.input, realtime)
     sink = open_sink(options.output, realtime)
     trace = TraceWriter(options.trace) if options.trace else None
-    assistant = Assistant(
-        options.settings, engines, sink, EventBus(), wake_mode=options.wake_mode, trace=trace
-    )
+    assistant = Assistant(settings, engines, sink, EventBus(), wake_mode=options.wake_mode,
+                          trace=trace, extra_intents=list(intents))  # fmt: skip
+    plane: ControlPlane | None = None
     try:
+        plane = await ControlPlane.start(
+            assistant, settings, publisher, xruns=lambda: int(getattr(source, "xruns", 0))
+        )
         await _serve(assistant, source, realtime=realtime)
     finally:
+        if plane is not None:
+            await plane.close()
         await assistant.close()
         _close_quietly(source, sink)
         if trace is not None:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 import voiced
-from voiced.cli import bench_cmd, models_cmd, run_cmd, speech_cmd
+from voiced.cli import bench_cmd, models_cmd, run_cmd, service_cmd, speech_cmd
 from voiced.errors import VoicedError
 
 EXIT_INTERNAL = 70
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list[models_cmd.CommandModule]:
-    return [models_cmd, run_cmd, speech_cmd, bench_cmd]
+    return [models_cmd, run_cmd, speech_cmd, bench_cmd, service_cmd]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

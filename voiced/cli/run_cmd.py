@@ -9,6 +9,8 @@ from typing import Any
 from voiced.audio.devices import format_device_table, list_devices
 from voiced.cli.common import add_settings_options, run_async, settings_and_models_dir
 from voiced.daemon import RunOptions, run_daemon
+from voiced.errors import UsageError
+from voiced.settings import replace_section
 
 
 def register(commands: Any) -> None:
@@ -28,6 +30,10 @@ def register(commands: Any) -> None:
         "--realtime", action="store_true",
         help="pace file input at 1x; a WAV output is then time-aligned with it",
     )  # fmt: skip
+    run.add_argument("--http", metavar="HOST:PORT",
+                     help="serve the HTTP API here (config http.listen)")  # fmt: skip
+    run.add_argument("--mqtt", metavar="HOST:PORT",
+                     help="connect to this MQTT broker (config [mqtt] host/port)")  # fmt: skip
     run.add_argument("--trace", metavar="FILE.jsonl", type=Path,
                      help="write one JSON object per turn with its stage times")  # fmt: skip
     run.set_defaults(func=cmd_run)
@@ -39,11 +45,23 @@ def register(commands: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings, models_dir = settings_and_models_dir(args)
+    if args.http:
+        settings = replace_section(settings, "http", listen=args.http)
+    if args.mqtt:
+        host, port = _host_port(args.mqtt, "--mqtt")
+        settings = replace_section(settings, "mqtt", host=host, port=port)
     options = RunOptions(
         settings=settings, models_dir=models_dir, wake_mode=not args.no_wake,
         input=args.input, output=args.output, realtime=args.realtime, trace=args.trace,
     )  # fmt: skip
     return run_async(run_daemon(options))
+
+
+def _host_port(value: str, flag: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{flag} wants HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

@@ -1,0 +1,77 @@
+"""The control plane in one call: HTTP API, MQTT bridge and hooks, started and stopped.
+
+``voiced run`` does, in order:
+
+    publisher = mqtt_publisher(settings)               # None when [mqtt] host is unset
+    intents = load_user_intents(settings.intent, publisher=publisher)
+    assistant = Assistant(..., extra_intents=intents)
+    plane = await ControlPlane.start(assistant, settings, publisher, xruns=lambda: source.xruns)
+    ...
+    await plane.close()
+
+Each part is optional: no ``[http] listen``, no server; no ``[mqtt] host``, no
+bridge; no ``[[hook]]``, no runner. Nothing here can stop the voice path: the
+bridge reconnects on its own and hooks run in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from voiced.control.hooks import HookRunner, load_hooks
+from voiced.control.http_api import HttpServer, start_http
+from voiced.control.metrics import Metrics
+from voiced.control.mqtt import MqttBridge, MqttPublisher
+from voiced.control.surface import AssistantSurface
+from voiced.settings import Settings
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def mqtt_publisher(settings: Settings) -> MqttPublisher | None:
+    """The queue intents and hooks publish through; None when MQTT is not configured."""
+    return MqttPublisher() if settings.mqtt.host else None
+
+
+@dataclass(slots=True)
+class ControlPlane:
+    metrics: Metrics
+    hooks: HookRunner
+    http: HttpServer | None = None
+    bridge: MqttBridge | None = None
+    bridge_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(
+        cls, assistant: AssistantSurface, settings: Settings,
+        publisher: MqttPublisher | None = None, *, xruns: Callable[[], int] | None = None,
+    ) -> ControlPlane:  # fmt: skip
+        """Validate hooks (ConfigError), then start hooks, the bridge and the server."""
+        metrics = Metrics()
+        metrics.attach(assistant.bus, assistant.on_turn_done)
+        if xruns is not None:
+            metrics.xruns = xruns
+        hooks = HookRunner(load_hooks(settings.hook), assistant.bus, publisher=publisher)
+        plane = cls(metrics, hooks)
+        if settings.mqtt.host:
+            bridge = MqttBridge(assistant, settings.mqtt, publisher)
+            plane.bridge = bridge
+            metrics.mqtt_reconnects = lambda: bridge.reconnects
+        if settings.http.listen:
+            plane.http = await start_http(assistant, settings.http, metrics=metrics)
+        hooks.start()
+        if plane.bridge is not None:
+            plane.bridge_task = asyncio.create_task(plane.bridge.run(), name="voiced-mqtt")
+        return plane
+
+    async def close(self) -> None:
+        """Stop the server, say ``offline`` over MQTT, end the hooks."""
+        if self.http is not None:
+            await self.http.close()
+        if self.bridge_task is not None:
+            self.bridge_task.cancel()
+            await asyncio.gather(self.bridge_task, return_exceptions=True)
+        await self.hooks.close()
