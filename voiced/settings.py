@@ -145,9 +145,10 @@ class Settings:
     """Event hooks ([[hook]] tables), validated by the hooks module."""
 
 
-def load_settings(path: Path | None) -> Settings:
+def load_settings(path: Path | None, base: dict[str, Any] | None = None) -> Settings:
+    """Settings from ``path`` (None: defaults), laid over ``base`` (profile values)."""
     if path is None:
-        return Settings()
+        return build(Settings, base or {}, (), _Locator("", "hardware profile"))
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes")
@@ -156,15 +157,38 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError(f"config file {path} does not exist") from err
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read config file {path}: {err}") from err
-    return parse_settings(text, source=str(path))
+    return parse_settings(text, source=str(path), base=base)
 
 
-def parse_settings(text: str, source: str = "<config>") -> Settings:
+def read_profile_key(path: Path | None) -> str | None:
+    """The config's ``profile`` key, read before the profile is applied."""
+    if path is None:
+        return None
+    try:
+        value = tomllib.loads(path.read_text(encoding="utf-8")).get("profile")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None  # load_settings reports it properly
+    return value if isinstance(value, str) else None
+
+
+def parse_settings(
+    text: str, source: str = "<config>", base: dict[str, Any] | None = None
+) -> Settings:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source}: not valid TOML: {err}") from err
-    return build(Settings, data, (), _Locator(text, source))
+    return build(Settings, _merged(base or {}, data), (), _Locator(text, source))
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def replace_section(settings: Settings, section: str, **changes: Any) -> Settings:

@@ -8,6 +8,7 @@ directory holding a name wins, built-ins come last.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -278,3 +279,29 @@ def _read_model(model_path: Path) -> str:
         return ""
     # The device-tree property is NUL-terminated.
     return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip().lower()
+
+
+def settings_overrides(profile: HardwareProfile) -> dict[str, Any]:
+    """The profile as a partial config (``[asr]``, ``[slm]``, ``[tts]``, ``[audio]``),
+    laid under the user's config file, which wins key by key."""
+    audio: dict[str, Any] = {}
+    if profile.audio.input_device not in (None, "default"):
+        audio["input"] = profile.audio.input_device
+    if profile.audio.output_device not in (None, "default"):
+        audio["output"] = profile.audio.output_device
+    return {
+        "asr": dataclasses.asdict(profile.asr),
+        "slm": dataclasses.asdict(profile.slm),
+        "tts": dataclasses.asdict(profile.tts),
+        **({"audio": audio} if audio else {}),
+    }
+
+
+def resolve_profile(requested: str | None) -> HardwareProfile | None:
+    """``requested`` by name or path; "auto" or None detects the board; "none" skips."""
+    if requested == "none":
+        return None
+    if requested in (None, "auto"):
+        detected = detect_profile()
+        return load_profile(detected) if detected else None
+    return load_profile(requested)
