@@ -1,0 +1,148 @@
+"""Each real engine on its own, fed speech synthesised at test time by the real voice."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+
+from voiced.audio.format import PIPELINE_RATE_HZ
+from voiced.engines.loader import Engines
+from voiced.engines.slm import SlmEngine
+from voiced.engines.tts import PiperTts
+from voiced.engines.wake import WakeWordDetector
+from voiced.intents.normalize import normalize
+from voiced.settings import DEFAULT_SYSTEM_PROMPT, Settings
+from voiced.speech_synth import compose
+
+pytestmark = pytest.mark.models
+
+FRAME_BYTES = PIPELINE_RATE_HZ // 100 * 2
+"""10 ms of pipeline audio."""
+OTHER_SPEECH = (
+    "What is the capital of France?",
+    "Turn on the kitchen lights.",
+    "Harvest the garden tomorrow.",
+)
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+MAX_TOKENS = Settings().slm.max_reply_tokens
+STORY = [{"role": "user", "content": "Tell me a short story about a cat and a boat."}]
+STORY_TOKENS = 24
+
+
+def samples(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+
+
+def detections(models_dir: Path, wake_word: str, pcm: bytes) -> int:
+    """How often a fresh detector for ``wake_word`` fires on ``pcm``, fed in 10 ms frames."""
+    detector = WakeWordDetector(
+        models_dir / "micro-wakeword" / f"{wake_word}.json",
+        probability_cutoff=None, refractory_ms=Settings().wake.refractory_ms,
+    )  # fmt: skip
+    return sum(
+        detector.process(pcm[start : start + FRAME_BYTES])
+        for start in range(0, len(pcm) - FRAME_BYTES + 1, FRAME_BYTES)
+    )
+
+
+@pytest.fixture(scope="module")
+def slm(engines: Engines) -> SlmEngine:
+    assert engines.slm is not None
+    return engines.slm
+
+
+def test_piper_speaks_a_sentence(tts: PiperTts) -> None:
+    sentence = "The quick brown fox jumps over the lazy dog."
+    pcm = tts.synthesize_all(sentence)
+    assert tts.sample_rate_hz == 22_050
+    assert len(pcm) % 2 == 0
+    audio = samples(pcm)
+    duration_s = audio.size / tts.sample_rate_hz
+    words = len(sentence.split())
+    assert 0.15 * words < duration_s < 0.8 * words, duration_s
+    rms = float(np.sqrt(np.mean(audio**2)))
+    assert rms > 500, rms
+    assert np.abs(audio).max() > 4000
+    # Speech has pauses: the quietest 50 ms windows are far below the loudest.
+    windows = audio[: audio.size // 1102 * 1102].reshape(-1, 1102)
+    levels = np.sqrt(np.mean(windows**2, axis=1))
+    assert levels.min() < 0.1 * levels.max()
+
+
+def test_piper_gives_one_chunk_per_sentence(tts: PiperTts) -> None:
+    chunks = list(tts.synthesize("Good morning. The weather is fine. Bye."))
+    assert len(chunks) == 3
+    assert all(len(chunk) > 0.2 * tts.sample_rate_hz * 2 for chunk in chunks)
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    ["What is the capital of France?", "Set a timer for five minutes and turn off the lights."],
+)
+def test_whisper_transcribes_piper_speech(tts: PiperTts, engines: Engines, sentence: str) -> None:
+    assert engines.asr is not None
+    pcm = compose(tts, [0.3, sentence, 0.5])
+    transcript = engines.asr.transcribe(pcm)
+    assert transcript.audio_ms == pytest.approx(len(pcm) / 2 / PIPELINE_RATE_HZ * 1000)
+    wer = jiwer.wer(normalize(sentence), normalize(transcript.text))
+    assert wer <= 0.2, (transcript.text, wer)
+
+
+def test_hey_jarvis_fires_once_and_other_speech_does_not(tts: PiperTts, models_dir: Path) -> None:
+    assert detections(models_dir, "hey_jarvis", compose(tts, [0.5, "Hey Jarvis.", 1.0])) == 1
+    for sentence in OTHER_SPEECH:
+        speech = compose(tts, [0.5, sentence, 1.0])
+        assert detections(models_dir, "hey_jarvis", speech) == 0, sentence
+
+
+def test_okay_nabu_has_its_own_model(tts: PiperTts, models_dir: Path) -> None:
+    assert detections(models_dir, "okay_nabu", compose(tts, [0.5, "Okay Nabu.", 1.0])) == 1
+    assert detections(models_dir, "okay_nabu", compose(tts, [0.5, "Hey Jarvis.", 1.0])) == 0
+
+
+def test_wake_word_inside_a_sentence_and_silence(tts: PiperTts, models_dir: Path) -> None:
+    speech = compose(tts, [0.5, "Hey Jarvis, what time is it?", 1.0])
+    assert detections(models_dir, "hey_jarvis", speech) == 1
+    assert detections(models_dir, "hey_jarvis", bytes(PIPELINE_RATE_HZ * 2 * 3)) == 0
+
+
+def test_slm_knows_the_capital_of_france(slm: SlmEngine) -> None:
+    answer = slm.reply(DEFAULT_SYSTEM_PROMPT, QUESTION, max_tokens=MAX_TOKENS)
+    assert "Paris" in answer, answer
+
+
+@pytest.fixture(scope="module")
+def story_deltas(slm: SlmEngine) -> list[str]:
+    return list(slm.stream_reply(DEFAULT_SYSTEM_PROMPT, STORY, max_tokens=STORY_TOKENS))
+
+
+def test_slm_stream_concatenates_to_the_reply(slm: SlmEngine, story_deltas: list[str]) -> None:
+    assert len(story_deltas) > 5
+    assert all(story_deltas)
+    assert "".join(story_deltas) == slm.reply(DEFAULT_SYSTEM_PROMPT, STORY, max_tokens=STORY_TOKENS)
+
+
+def test_slm_cancel_stops_generation(slm: SlmEngine, story_deltas: list[str]) -> None:
+    cancel = threading.Event()
+    deltas: list[str] = []
+    for delta in slm.stream_reply(DEFAULT_SYSTEM_PROMPT, STORY, max_tokens=STORY_TOKENS,
+                                  cancel=cancel):  # fmt: skip
+        deltas.append(delta)
+        if len(deltas) == 2:
+            cancel.set()
+    assert deltas == story_deltas[:2], "nothing more comes after the cancel"
+
+    cancelled_before = threading.Event()
+    cancelled_before.set()
+    stream = slm.stream_reply(DEFAULT_SYSTEM_PROMPT, STORY, max_tokens=STORY_TOKENS,
+                              cancel=cancelled_before)  # fmt: skip
+    assert list(stream) == []
+
+
+def test_slm_respects_max_tokens(slm: SlmEngine) -> None:
+    short = slm.reply(DEFAULT_SYSTEM_PROMPT, STORY, max_tokens=4)
+    assert 1 <= slm.count_tokens(short) <= 4, short
