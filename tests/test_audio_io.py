@@ -159,7 +159,7 @@ def test_wav_errors_are_clean(tmp_path: Path) -> None:
     expect_audio_error(tmp_path / "missing.wav", "not found")
     expect_audio_error(tmp_path, "directory")
     (tmp_path / "empty.wav").write_bytes(b"")
-    expect_audio_error(tmp_path / "empty.wav", "not a readable wav")
+    expect_audio_error(tmp_path / "empty.wav", "is empty")
     (tmp_path / "text.wav").write_text("hello, this is not audio at all")
     expect_audio_error(tmp_path / "text.wav", "not a readable wav")
     expect_audio_error(write_wav(tmp_path / "zero.wav", np.zeros(0), 16000, 2), "no audio")

@@ -65,7 +65,9 @@ def test_wake_word_question_round_trip(
     assert np.abs(reply[: int(turn["speech_end_ms"] * 16)]).max() == 0, "silent before the reply"
     assert engines.asr is not None
     heard = engines.asr.transcribe(reply[first_sound:].tobytes()).text
-    assert jiwer.wer(normalize(turn["reply"]), normalize(heard)) <= 0.25, heard
+    # Character error rate: Whisper may hear "France is" as "Francis"; the words
+    # spoken are still the reply's (a wrong or silent reply scores near 1).
+    assert jiwer.cer(normalize(turn["reply"]), normalize(heard)) <= 0.15, heard
 
 
 @pytest.mark.parametrize(

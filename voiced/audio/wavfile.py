@@ -61,6 +61,8 @@ def read_wav_as_pipeline_pcm(path: Path, *, max_duration_s: float = MAX_DURATION
     """Decode a whole WAV file to pipeline PCM (16 kHz mono int16). Blocking: run in a thread."""
     try:
         with path.open("rb") as f:
+            if path.stat().st_size == 0:
+                raise AudioError(f"{path} is empty (0 bytes)", fix="record or pick another file")
             layout, read_frames = _open_layout(f, path)
             if layout.duration_s > max_duration_s:
                 raise AudioError(
@@ -75,7 +77,7 @@ def read_wav_as_pipeline_pcm(path: Path, *, max_duration_s: float = MAX_DURATION
         raise AudioError(f"{path} is a directory, not a WAV file", fix="name a .wav file") from err
     except (wave.Error, EOFError, struct.error, _Malformed) as err:
         raise AudioError(
-            f"{path} is not a readable WAV file ({err or 'truncated'})",
+            f"{path} is not a readable WAV file ({str(err) or 'truncated'})",
             fix=f"check that it is a complete WAV file, or {_CONVERT_FIX}",
         ) from err
     except OSError as err:
