@@ -31,7 +31,13 @@ from hypothesis import strategies as st
 
 from tests.test_http_api import FakeAssistant
 from voiced.control.discovery import Topics, discovery_configs
-from voiced.control.mqtt import MAX_PAYLOAD_BYTES, MqttBridge, MqttPublisher, device_id_for
+from voiced.control.mqtt import (
+    MAX_PAYLOAD_BYTES,
+    MqttBridge,
+    MqttPublisher,
+    Outgoing,
+    device_id_for,
+)
 from voiced.control.plane import ControlPlane, mqtt_publisher
 from voiced.intents.normalize import normalize
 from voiced.intents.user import load_user_intents
@@ -329,13 +335,16 @@ def test_broker_restart_reconnects_and_never_blocks_the_assistant(
             during = work
             found = light.match(normalize("light on"), None)  # type: ignore[arg-type]
             assert found is not None and found.action is not None
-            await found.action()  # an intent while down: dropped, not blocked
-            assert not publisher.publish("home/x", "y")
+            await found.action()  # an intent while down: held, not blocking
+            assert publisher.publish("home/x", "y")  # commands wait for the broker
+            assert publisher.pending == 2
+            assert not publisher.offer(Outgoing("voiced/restart/event/x", "z"))  # events drop
             await until(lambda: work > during + 20)  # the assistant went on during the outage
             await until(lambda: bridge.failed_attempts >= 4)
             broker.start()
             await until(lambda: bridge.connected)
             assert bridge.reconnects == 1
+            await until(lambda: publisher.pending == 0)  # the held commands went out
             async with Observer(broker.port, "voiced/restart/#", "homeassistant/#") as obs:
                 await obs.wait(topics.availability, b"online")  # republished: no persistence
                 await until(lambda: all(obs.payloads(topic) for topic in configs))

@@ -20,7 +20,7 @@ import re
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiomqtt
 
@@ -50,19 +50,29 @@ def device_id_for(settings: MqttSettings, hostname: str | None = None) -> str:
     return cleaned or "voiced"
 
 
+HOLD_S = 60.0
+"""How long a command published while the broker is away waits for it to return."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     topic: str
     payload: str | bytes
     qos: int = 0
     retain: bool = False
+    hold: bool = False
+    """Keep it while disconnected (an intent's command), instead of dropping it."""
+    queued_at_s: float = field(default_factory=time.monotonic)
 
 
 class MqttPublisher:
     """The outgoing queue shared by the bridge, user intents and hooks.
 
-    ``publish`` never blocks: it queues when a bridge is connected and drops
-    (with a rate-limited warning) when not, or when the queue is full.
+    ``publish`` never blocks. What intents and hooks publish with QoS 1 (a light
+    to switch on) is held while the broker is away and sent when it returns, if
+    that is within ``HOLD_S``: the assistant already said "turning on the
+    lights". The bridge's own state and events are dropped while disconnected
+    (state is republished on reconnect). A full queue drops, with a warning.
     """
 
     def __init__(self, maxsize: int = OUTBOX_LEN) -> None:
@@ -74,10 +84,10 @@ class MqttPublisher:
     def publish(
         self, topic: str, payload: str | bytes, *, qos: int = 1, retain: bool = False
     ) -> bool:
-        return self.offer(Outgoing(topic, payload, qos, retain), warn=True)
+        return self.offer(Outgoing(topic, payload, qos, retain, hold=qos >= 1), warn=True)
 
     def offer(self, message: Outgoing, *, warn: bool = False) -> bool:
-        if self.connected and not self._queue.full():
+        if (self.connected or message.hold) and not self._queue.full():
             self._queue.put_nowait(message)
             return True
         self.dropped += 1
@@ -86,12 +96,31 @@ class MqttPublisher:
             self._log.warning("drop", "MQTT message to %s dropped: %s", message.topic, why)
         return False
 
+    @property
+    def pending(self) -> int:
+        """Messages queued and not yet sent."""
+        return self._queue.qsize()
+
     async def next(self) -> Outgoing:
         return await self._queue.get()
 
     def clear(self) -> None:
+        """Forget what was queued for the lost connection, except held commands."""
+        kept = []
         while not self._queue.empty():
-            self._queue.get_nowait()
+            message = self._queue.get_nowait()
+            if message.hold:
+                kept.append(message)
+        for message in kept:
+            self._queue.put_nowait(message)
+
+    def fresh(self, message: Outgoing) -> bool:
+        if time.monotonic() - message.queued_at_s <= HOLD_S:
+            return True
+        self.dropped += 1
+        self._log.warning("stale", "MQTT message to %s dropped: the broker was away "
+                          "longer than %.0f s", message.topic, HOLD_S)  # fmt: skip
+        return False
 
 
 class MqttBridge:
@@ -204,6 +233,8 @@ class MqttBridge:
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:
             message = await self.publisher.next()
+            if not self.publisher.fresh(message):
+                continue
             await client.publish(message.topic, message.payload, qos=message.qos,
                                  retain=message.retain)  # fmt: skip
 

@@ -45,6 +45,18 @@ class Finding:
     fix: str | None = None
 
 
+def _ok(name: str, detail: str) -> Finding:
+    return Finding(name, "ok", detail)
+
+
+def _warn(name: str, detail: str, fix: str | None = None) -> Finding:
+    return Finding(name, "warn", detail, fix)
+
+
+def _fail(name: str, detail: str, fix: str | None = None) -> Finding:
+    return Finding(name, "fail", detail, fix)
+
+
 def run_checks(
     settings: Settings | None, models_dir: Path, *, config_path: Path | None = None
 ) -> list[Finding]:
@@ -74,7 +86,7 @@ def run_checks(
         try:
             findings.extend(check())
         except Exception as err:  # a broken probe must not hide the other findings
-            findings.append(Finding(name, "warn", f"the check itself failed: {err!r}"))
+            findings.append(_warn(name, f"the check itself failed: {err!r}"))
     return findings
 
 
@@ -103,17 +115,17 @@ def check_config_file(path: Path | None) -> tuple[Finding, Settings | None]:
     """The config file loads (a bad key or type names the key and line) and, when the
     config checker is installed, its intents, hooks and HTTP bind are valid too."""
     if path is None:
-        return Finding("config", "ok", "no config file given; using the defaults"), None
+        return _ok("config", "no config file given; using the defaults"), None
     fix = f"edit {path} (systemd/voiced.example.toml shows every key)"
     try:
         settings = load_settings(path)
     except VoicedError as err:
-        return Finding("config", "fail", err.message, err.fix or fix), None
+        return _fail("config", err.message, err.fix or fix), None
     problems = _config_checker()(path)
     if problems:
         first_lines = (p.splitlines()[0].removeprefix("error[config]: ") for p in problems)
-        return Finding("config", "fail", "; ".join(first_lines), fix), None
-    return Finding("config", "ok", f"{path} is valid"), settings
+        return _fail("config", "; ".join(first_lines), fix), None
+    return _ok("config", f"{path} is valid"), settings
 
 
 def _config_checker() -> Callable[[Path], list[str]]:
@@ -130,13 +142,8 @@ def check_python(version: tuple[int, int] | None = None) -> Finding:
     major, minor = version or sys.version_info[:2]
     text = f"Python {major}.{minor} ({sys.executable})"
     if (major, minor) >= (3, 11):
-        return Finding("python", "ok", text)
-    return Finding(
-        "python",
-        "fail",
-        f"{text}; voiced needs 3.11 or newer",
-        "create the venv with python3.11 or newer",
-    )
+        return _ok("python", text)
+    return _fail("python", f"{text}; voiced needs 3.11+", "create the venv with python3.11+")
 
 
 # -- the machine ----------------------------------------------------------------
@@ -155,26 +162,20 @@ def check_cpu(cpuinfo: str | None = None, cores: int | None = None) -> Finding:
     simd = [name for name in ("avx512f", "avx2", "neon", "asimd") if name in words]
     detail = f"{cores} core(s), SIMD: {', '.join(simd) or 'none found'}"
     if not simd:
-        return Finding(
+        return _warn(
             "cpu",
-            "warn",
             detail + "; CTranslate2 and onnxruntime fall back to "
             "scalar kernels, expect replies several times slower",
             "use the smallest models (the defaults) and keep the SLM off (slm.enabled = false)",
         )
     if cores < 2:
-        return Finding(
+        return _warn(
             "cpu",
-            "warn",
             detail + "; one core runs ASR, TTS and the SLM in turn, expect slow replies",
             "give voiced at least 2 cores",
         )
-    speed = (
-        "the default (tiny) models keep up with speech"
-        if cores >= 4
-        else ("the default models work; replies wait for a free core")
-    )
-    return Finding("cpu", "ok", f"{detail}: {speed}")
+    speed = "keep up with speech" if cores >= 4 else "work; replies wait for a free core"
+    return _ok("cpu", f"{detail}: the default (tiny) models {speed}")
 
 
 def _usable_cores() -> int:
@@ -194,16 +195,15 @@ def check_memory(meminfo: str | None = None) -> Finding:
             values[key.strip()] = int(parts[0]) * 1024  # /proc/meminfo counts kB
     total, available = values.get("MemTotal"), values.get("MemAvailable")
     if total is None or available is None:
-        return Finding("memory", "warn", "cannot read /proc/meminfo")
+        return _warn("memory", "cannot read /proc/meminfo")
     detail = f"{available / GIB:.1f} GiB available of {total / GIB:.1f} GiB"
     if available < MIN_AVAILABLE_BYTES:
-        return Finding(
+        return _warn(
             "memory",
-            "warn",
-            detail + "; the default models need about 0.6 GiB",
+            detail + "; voiced takes about 0.9 GiB (0.65 GiB with the SLM off)",
             "stop other services, add swap (zram), or set slm.enabled = false",
         )
-    return Finding("memory", "ok", detail)
+    return _ok("memory", detail)
 
 
 def check_disk(models_dir: Path) -> Finding:
@@ -213,25 +213,19 @@ def check_disk(models_dir: Path) -> Finding:
     free = shutil.disk_usage(probe).free
     detail = f"{free / GIB:.1f} GiB free for {models_dir}"
     if free < MIN_FREE_DISK_BYTES:
-        return Finding(
+        return _warn(
             "disk",
-            "warn",
             detail + "; preparing models needs about 1 GiB",
             f"free space on the filesystem of {probe}, or use --models-dir",
         )
-    return Finding("disk", "ok", detail)
+    return _ok("disk", detail)
 
 
 def check_torch() -> Finding:
     if importlib.util.find_spec("torch") is None:
-        return Finding("torch", "ok", "not installed (voiced does not need it)")
-    return Finding(
-        "torch",
-        "warn",
-        "torch is installed in this environment; voiced never "
-        "imports it, and it costs GiBs of disk",
-        "pip uninstall torch",
-    )
+        return _ok("torch", "not installed (voiced does not need it)")
+    detail = "installed here; voiced never imports it, and it costs GiBs of disk"
+    return _warn("torch", detail, "pip uninstall torch")
 
 
 def check_profile(settings: Settings) -> Finding:
@@ -239,15 +233,11 @@ def check_profile(settings: Settings) -> Finding:
 
     if settings.profile:
         profile = load_profile(settings.profile)
-        return Finding("profile", "ok", f"{profile.name} (configured): {profile.description}")
+        return _ok("profile", f"{profile.name} (configured): {profile.description}")
     detected = detect_profile()
     if detected is None:
-        return Finding(
-            "profile",
-            "ok",
-            f"no board detected (no device tree); {FALLBACK_PROFILE} suits a PC or server",
-        )
-    return Finding("profile", "ok", f"{detected} (detected)")
+        return _ok("profile", f"no board detected; {FALLBACK_PROFILE} suits a PC or server")
+    return _ok("profile", f"{detected} (detected)")
 
 
 # -- models ---------------------------------------------------------------------
@@ -260,7 +250,7 @@ def check_models(settings: Settings, models_dir: Path) -> list[Finding]:
 
     prepare = f"voiced models prepare --models-dir {models_dir}"
     if not models_dir.is_dir():
-        return [Finding("models", "fail", f"models directory {models_dir} does not exist", prepare)]
+        return [_fail("models", f"models directory {models_dir} does not exist", prepare)]
     manifest = load_manifest()
     wanted: list[tuple[str, str | None]] = [
         (settings.asr.model, settings.asr.path),
@@ -280,23 +270,20 @@ def check_models(settings: Settings, models_dir: Path) -> list[Finding]:
         try:
             spec = manifest.get(name)
         except VoicedError as err:
-            findings.append(Finding(f"model {name}", "fail", err.message, err.fix))
+            findings.append(_fail(f"model {name}", err.message, err.fix))
             continue
         check = check_model(models_dir, spec, full=True)
         status: Status = "ok" if check.ok else "fail"
-        fix = (
-            None if check.ok else f"voiced models prepare {name} --force --models-dir {models_dir}"
-        )
-        findings.append(Finding(f"model {name}", status, check.detail, fix))
+        fix = f"voiced models prepare {name} --force --models-dir {models_dir}"
+        findings.append(Finding(f"model {name}", status, check.detail, None if check.ok else fix))
     return findings
 
 
 def _own_model(name: str, path: Path) -> Finding:
     if path.exists():
-        return Finding(f"model {path.name}", "ok", f"your own file {path} (not verified)")
-    return Finding(
+        return _ok(f"model {path.name}", f"your own file {path} (not verified)")
+    return _fail(
         f"model {name}",
-        "fail",
         f"{path} does not exist",
         "fix the path in the config or remove the key to use the default",
     )
@@ -324,16 +311,14 @@ def check_sound_system(
     ]
     detail = "; ".join(parts)
     if not dev_snd.is_dir():
-        return Finding(
+        return _warn(
             "sound system",
-            "warn",
             detail + " (no sound hardware visible)",
             _NO_SOUND_FIX + "; in a container pass --device /dev/snd",
         )
     if servers and not runtime:
-        return Finding(
+        return _warn(
             "sound system",
-            "warn",
             detail,
             "a system unit cannot reach the user's "
             f"{servers[0]}: install a user unit (voiced service install --user) or "
@@ -344,7 +329,7 @@ def check_sound_system(
         if servers
         else " (raw ALSA: the system unit suits this)"
     )
-    return Finding("sound system", "ok", detail + advice)
+    return _ok("sound system", detail + advice)
 
 
 def _running_for_user(proc: Path, names: Iterable[str]) -> set[str]:
@@ -366,45 +351,33 @@ def _running_for_user(proc: Path, names: Iterable[str]) -> set[str]:
 
 def check_audio_devices(settings: Settings) -> list[Finding]:
     """The configured (or default) input and output can be found and accept a format."""
-    from voiced.audio.devices import find_device, list_devices, load_sounddevice
+    from voiced.audio.devices import Direction, find_device, list_devices, load_sounddevice
 
     try:
         sd = load_sounddevice()
         devices = list_devices()
     except VoicedError as err:
-        return [Finding("audio devices", "warn", err.message, err.fix or _NO_SOUND_FIX)]
+        return [_warn("audio devices", err.message, err.fix or _NO_SOUND_FIX)]
     if not devices:
-        return [
-            Finding(
-                "audio devices",
-                "warn",
-                "PortAudio finds no sound devices (fine on a server fed with files)",
-                _NO_SOUND_FIX,
-            )
-        ]
+        detail = "PortAudio finds no sound devices (fine on a server fed with files)"
+        return [_warn("audio devices", detail, _NO_SOUND_FIX)]
     findings: list[Finding] = []
-    for direction, spec in (("input", settings.audio.input), ("output", settings.audio.output)):
+    wanted: tuple[tuple[Direction, str | None], ...] = (
+        ("input", settings.audio.input), ("output", settings.audio.output),
+    )  # fmt: skip
+    for direction, spec in wanted:
         name = f"audio {direction}"
         try:
-            info = find_device(spec, direction)  # type: ignore[arg-type]
+            info = find_device(spec, direction)
             check = sd.check_input_settings if direction == "input" else sd.check_output_settings
             check(device=info.index, samplerate=info.default_samplerate_hz, channels=1)
         except VoicedError as err:
-            findings.append(
-                Finding(name, "warn", err.message.splitlines()[0], err.fix or _NO_SOUND_FIX)
-            )
-            continue
+            findings.append(_warn(name, err.message.splitlines()[0], err.fix or _NO_SOUND_FIX))
         except Exception as err:  # PortAudioError or ValueError: the format is refused
-            findings.append(
-                Finding(
-                    name,
-                    "warn",
-                    f"cannot open mono at the default rate: {err}",
-                    "pick another device: voiced devices",
-                )
-            )
-            continue
-        findings.append(Finding(name, "ok", f"{info.name} ({info.default_samplerate_hz} Hz)"))
+            detail = f"cannot open mono at the default rate: {err}"
+            findings.append(_warn(name, detail, "pick another device: voiced devices"))
+        else:
+            findings.append(_ok(name, f"{info.name} ({info.default_samplerate_hz} Hz)"))
     return findings
 
 
@@ -414,20 +387,19 @@ def check_audio_devices(settings: Settings) -> list[Finding]:
 def check_mqtt(settings: Settings, timeout_s: float = MQTT_TIMEOUT_S) -> Finding:
     host, port = settings.mqtt.host, settings.mqtt.port
     if not host:
-        return Finding("mqtt", "ok", "not configured (skipped)")
+        return _ok("mqtt", "not configured (skipped)")
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
             pass
     except OSError as err:
         reason = "timed out" if isinstance(err, TimeoutError) else (err.strerror or str(err))
-        return Finding(
+        return _warn(
             "mqtt",
-            "warn",
             f"broker {host}:{port} unreachable: {reason} (voice works; MQTT keeps retrying)",
             f"start the broker (systemctl status mosquitto) or fix mqtt.host/"
             f"mqtt.port; test with `mosquitto_sub -h {host} -p {port} -t '#'`",
         )
-    return Finding("mqtt", "ok", f"broker {host}:{port} accepts TCP connections")
+    return _ok("mqtt", f"broker {host}:{port} accepts TCP connections")
 
 
 def _read_text(path: Path) -> str:
