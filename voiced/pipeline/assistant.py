@@ -199,6 +199,7 @@ class Assistant:
             if event.type is EndpointEventType.SPEECH_START:
                 self._start_listening(wake=False)  # the endpointer keeps its state
                 self._utterance = bytearray(b"".join(self._preroll))
+                self._preroll.clear()
                 self._on_endpoint(event)
 
     def _start_listening(self, *, wake: bool) -> None:
@@ -213,6 +214,7 @@ class Assistant:
         self._utterance = bytearray()
         self._drop_speculative()
         if wake:
+            self._preroll.clear()
             self.endpointer = self._wake_endpointer
             self.endpointer.reset(self.position_samples)
         self._fire(Trigger.WAKE)
@@ -257,11 +259,12 @@ class Assistant:
         self._emit(EventType.STT_VAD_END, turn_id=turn.turn_id)
         self._listening_turn = None
         self._fire(Trigger.SPEECH_END)
-        if self._speculative is not None and not self._speculative.cancelled():
+        if self._speculative is not None and not self._speculative.done():
             self._current, self._turn_task = turn, self._speculative
             self._speculative = None
             self._commit_gate.set()
-        else:
+        else:  # no speculative run, or it failed before the commit
+            self._speculative = None
             self._begin_turn(turn, audio=bytes(self._utterance))
 
     def _begin_turn(self, turn: TurnRecord, *, audio: bytes | None = None,
@@ -300,11 +303,24 @@ class Assistant:
             else:
                 _reset_turn_progress(turn)
             raise
-        except VoicedError as err:
-            turn.outcome, turn.error = "error", err.message
-            self._emit(EventType.ERROR, turn_id=turn.turn_id, code=err.code, message=err.message)
-            _LOGGER.error("turn %d failed: %s", turn.turn_id, err.message)
-            self._finish_turn(turn, Trigger.CANCEL)
+        except Exception as err:  # noqa: BLE001 - a failed turn must never stop listening
+            if committed.is_set():
+                self._turn_failed(turn, err)
+            else:
+                _reset_turn_progress(turn)  # committing will run the turn afresh
+
+    def _turn_failed(self, turn: TurnRecord, err: Exception) -> None:
+        """Report a failed turn and go back to listening; nothing is left half-done."""
+        if isinstance(err, VoicedError):
+            code, message = err.code, err.message
+            _LOGGER.error("turn %d failed: %s", turn.turn_id, message)
+        else:
+            code, message = "internal", f"{type(err).__name__}: {err}"
+            _LOGGER.exception("turn %d failed unexpectedly", turn.turn_id)
+        turn.outcome, turn.error = "error", message
+        self._emit(EventType.ERROR, turn_id=turn.turn_id, code=code, message=message)
+        self.sink.clear()
+        self._finish_turn(turn, Trigger.CANCEL)
 
     def _drop_speculative(self) -> None:
         """Cancel a speculative turn: the speaker resumed, so it never happened."""
@@ -475,6 +491,8 @@ class Assistant:
                 turn.outcome = "cancelled"
                 self._finish_turn(turn, None)
                 raise
+            except Exception as err:  # noqa: BLE001 - see _run_turn
+                self._turn_failed(turn, err)
 
         self._turn_task = asyncio.create_task(run())
         return self._turn_task

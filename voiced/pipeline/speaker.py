@@ -11,7 +11,7 @@ import numpy as np
 
 from voiced.audio.sinks import AudioSink
 from voiced.engines.tts import PiperTts
-from voiced.errors import EngineError
+from voiced.errors import AudioError, EngineError
 from voiced.pipeline.speech_text import clean_for_speech
 
 
@@ -42,7 +42,11 @@ class Speaker:
                 continue
             async for pcm in self._synthesize(text):
                 await gate.wait()
-                self.sink.enqueue(self._scaled(pcm), self.tts.sample_rate_hz)
+                try:
+                    self.sink.enqueue(self._scaled(pcm), self.tts.sample_rate_hz)
+                except OSError as err:
+                    raise AudioError(f"the audio output failed: {err}",
+                                     fix="check the speaker (voiced devices)") from err  # fmt: skip
                 if first:
                     first = False
                     on_first_audio()
