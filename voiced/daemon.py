@@ -9,14 +9,16 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from voiced.audio.resilient import ResilientSource
 from voiced.audio.sinks import AudioSink, open_sink
+from voiced.audio.soundcard import SoundcardSource
 from voiced.audio.sources import AudioSource, open_source
 from voiced.control.plane import ControlPlane, mqtt_publisher
 from voiced.engines.loader import Engines, load_engines
 from voiced.intents.user import load_user_intents
 from voiced.models.manifest import Role
 from voiced.pipeline.assistant import Assistant
-from voiced.pipeline.events import EventBus
+from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.runner import run_stream
 from voiced.pipeline.turn import TraceWriter
 from voiced.service.sdnotify import SystemdNotifier, watchdog_loop
@@ -63,11 +65,13 @@ async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int
     settings = options.settings
     publisher = mqtt_publisher(settings)
     intents = load_user_intents(settings.intent, publisher=publisher)
-    source = open_source(options.input, realtime)
+    mic = _MicReport()
+    source = _open_input(options.input, realtime, settings, mic)
     sink = open_sink(options.output, realtime)
     trace = TraceWriter(options.trace) if options.trace else None
     assistant = Assistant(settings, engines, sink, EventBus(), wake_mode=options.wake_mode,
                           trace=trace, extra_intents=list(intents))  # fmt: skip
+    mic.assistant = assistant
     plane: ControlPlane | None = None
     try:
         plane = await ControlPlane.start(
@@ -119,6 +123,38 @@ def _request_stop(main: asyncio.Task[object] | None, notifier: SystemdNotifier) 
     notifier.stopping()
     if main is not None:
         main.cancel()
+
+
+def _open_input(spec: str | None, realtime: bool, settings: Settings,
+                mic: _MicReport) -> AudioSource:  # fmt: skip
+    """A sound card is wrapped so that an unplugged microphone is reopened, not fatal;
+    files and stdin end when they end."""
+    source = open_source(spec, realtime)
+    if not isinstance(source, SoundcardSource):
+        return source
+    exit_after = settings.audio.mic_lost_exit_s or None
+    return ResilientSource(lambda: open_source(spec, realtime), on_lost=mic.lost,
+                           on_restored=mic.restored, exit_after_s=exit_after)  # fmt: skip
+
+
+class _MicReport:
+    """Tells the assistant's bus, the log and systemd that the microphone went or came."""
+
+    def __init__(self) -> None:
+        self.assistant: Assistant | None = None
+        self.notifier = SystemdNotifier()
+
+    def lost(self, reason: str) -> None:
+        _LOGGER.warning("microphone lost: %s; retrying", reason)
+        self.notifier.status(f"mic lost: {reason}")
+        if self.assistant is not None:
+            self.assistant.bus.publish(Event(EventType.MIC_LOST, {"reason": reason}))
+
+    def restored(self) -> None:
+        _LOGGER.info("microphone back")
+        self.notifier.status("listening")
+        if self.assistant is not None:
+            self.assistant.bus.publish(Event(EventType.MIC_RESTORED))
 
 
 def _close_quietly(source: AudioSource, sink: AudioSink) -> None:

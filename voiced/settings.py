@@ -106,6 +106,9 @@ class AudioSettings:
     """Sound card name or index (None: the default input)."""
     output: str | None = None
     volume: float = 1.0
+    mic_lost_exit_s: float = 0.0
+    """Exit non-zero (so systemd restarts us) after the microphone has been gone
+    this long; 0 keeps retrying for ever."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +332,7 @@ _RANGES: dict[str, _Range] = {
     "listen.no_speech_timeout_ms": _NON_NEGATIVE,
     "listen.follow_up_window_ms": _NON_NEGATIVE,
     "audio.volume": _Range(0, 1),
+    "audio.mic_lost_exit_s": _Range(0, 86_400),
     "mqtt.port": _Range(1, 65535),
 }
 """Ranges of numeric settings, by dotted key."""
