@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voiced.audio.sinks import AlignedSink, SequentialSink
+from voiced.audio.sinks import AlignedSink, MemoryWriter, SequentialSink
 from voiced.audio.sources import WavFileSource
 from voiced.engines.loader import Engines
 from voiced.pipeline.assistant import Assistant
@@ -19,19 +19,6 @@ from voiced.settings import Settings
 from voiced.speech_synth import write_wav
 
 RUN_TIMEOUT_S = 300
-
-
-class CollectWriter:
-    """A PcmWriter that keeps the output in memory."""
-
-    def __init__(self) -> None:
-        self.pcm = bytearray()
-
-    def write(self, pcm: bytes) -> None:
-        self.pcm += pcm
-
-    def close(self) -> None:
-        pass
 
 
 @dataclass
@@ -58,7 +45,7 @@ def run_pipeline(
 ) -> PipelineRun:  # fmt: skip
     wav = tmp_path / "input.wav"
     write_wav(wav, pcm)
-    writer = CollectWriter()
+    writer = MemoryWriter()
     sink = AlignedSink(writer) if realtime else SequentialSink(writer)
     bus = EventBus()
     events: list[Event] = []

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.pipeline_harness import CollectWriter
 from tests.test_mqtt import MOSQUITTO, Broker, Observer, until
-from voiced.audio.sinks import AlignedSink
+from voiced.audio.sinks import AlignedSink, MemoryWriter
 from voiced.audio.sources import WavFileSource
 from voiced.bench.measure import end_of_speech_sample
 from voiced.control.plane import ControlPlane, mqtt_publisher
@@ -73,7 +72,7 @@ def test_spoken_light_command_and_broker_outage(
     wav = tmp_path / "in.wav"
     write_wav(wav, speech)
     settings = _settings(broker)
-    writer = CollectWriter()
+    writer = MemoryWriter()
     turns: list[TurnRecord] = []
     arrivals: dict[str, float] = {}
 
@@ -132,7 +131,7 @@ def test_status_page_shows_a_turn_in_chromium(engines: Engines, tmp_path: Path) 
     port: list[int] = []
 
     async def main() -> None:
-        assistant = Assistant(settings, engines, AlignedSink(CollectWriter()), EventBus(),
+        assistant = Assistant(settings, engines, AlignedSink(MemoryWriter()), EventBus(),
                               wake_mode=False)  # fmt: skip
         plane = await ControlPlane.start(assistant, settings)
         assert plane.http is not None

@@ -25,7 +25,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.pipeline_harness import RUN_TIMEOUT_S, CollectWriter
+from tests.pipeline_harness import RUN_TIMEOUT_S, MemoryWriter
 from voiced.audio.format import AudioFrame
 from voiced.audio.framing import FrameSplitter
 from voiced.audio.sinks import NullWriter, SequentialSink
@@ -98,7 +98,7 @@ class FailingSink(SequentialSink):
     """Raises ``error`` on the ``fail_at``-th enqueue (1-based), once; works otherwise."""
 
     def __init__(self, error: Exception, fail_at: int = 2) -> None:
-        self.writer = CollectWriter()
+        self.writer = MemoryWriter()
         super().__init__(self.writer)
         self.error = error
         self.fail_at = fail_at

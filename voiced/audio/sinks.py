@@ -33,6 +33,7 @@ __all__ = [
     "AlignedSink",
     "AlignedWavSink",
     "AudioSink",
+    "MemoryWriter",
     "NullWriter",
     "PcmWriter",
     "RawWriter",
@@ -117,6 +118,19 @@ class NullWriter:
 
     def write(self, pcm: bytes) -> None:
         return
+
+    def close(self) -> None:
+        return
+
+
+class MemoryWriter:
+    """Keeps the output in memory (the benchmark and tests read it back)."""
+
+    def __init__(self) -> None:
+        self.pcm = bytearray()
+
+    def write(self, pcm: bytes) -> None:
+        self.pcm += pcm
 
     def close(self) -> None:
         return

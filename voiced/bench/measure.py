@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from voiced.audio.format import FRAME_SAMPLES, PIPELINE_RATE_HZ, samples_to_ms
-from voiced.audio.sinks import AlignedSink
+from voiced.audio.sinks import AlignedSink, MemoryWriter
 from voiced.audio.sources import WavFileSource
 from voiced.bench.corpus import Utterance
 from voiced.engines.loader import Engines
@@ -60,17 +60,6 @@ class BaselineResult:
     stages_ms: dict[str, float] = field(default_factory=dict)
 
 
-class _Collect:
-    def __init__(self) -> None:
-        self.pcm = bytearray()
-
-    def write(self, pcm: bytes) -> None:
-        self.pcm += pcm
-
-    def close(self) -> None:
-        pass
-
-
 def end_of_speech_sample(pcm: bytes) -> int:
     samples = np.abs(np.frombuffer(pcm, dtype="<i2").astype(np.int32))
     loud = np.nonzero(samples >= SPEECH_LEVEL)[0]
@@ -81,7 +70,7 @@ async def measure_streaming(
     engines: Engines, settings: Settings, utt: Utterance, wav_path: str
 ) -> StreamResult:
     """One utterance through the real pipeline, paced 1x."""
-    writer = _Collect()
+    writer = MemoryWriter()
     sink = AlignedSink(writer)
     turns: list[TurnRecord] = []
     assistant = Assistant(settings, engines, sink, EventBus(), wake_mode=False)

@@ -11,12 +11,10 @@ turn task; each stage's ``finally`` stops its own worker.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from voiced.audio.format import PIPELINE_RATE_HZ, AudioFrame, samples_to_ms
 from voiced.audio.sinks import AudioSink
@@ -40,32 +38,12 @@ from voiced.pipeline.timers import TimerBook
 from voiced.pipeline.turn import TraceWriter, TurnRecord
 from voiced.pipeline.turn_end import looks_like_full_sentence
 from voiced.pipeline.vad import WebRtcVad
+from voiced.pipeline.workers import Workers
 from voiced.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
 PREROLL_MS = 300
 RECENT_TURNS = 20
-
-
-@dataclass(frozen=True, slots=True)
-class Workers:
-    """One thread per engine, so TTS of clause one overlaps generation of clause two."""
-
-    listen: concurrent.futures.ThreadPoolExecutor
-    asr: concurrent.futures.ThreadPoolExecutor
-    slm: concurrent.futures.ThreadPoolExecutor
-    tts: concurrent.futures.ThreadPoolExecutor
-
-    @classmethod
-    def create(cls) -> Workers:
-        def pool(name: str) -> concurrent.futures.ThreadPoolExecutor:
-            return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"voiced-{name}")
-
-        return cls(pool("listen"), pool("asr"), pool("slm"), pool("tts"))
-
-    def shutdown(self) -> None:
-        for executor in (self.listen, self.asr, self.slm, self.tts):
-            executor.shutdown(wait=True, cancel_futures=True)
 
 
 class Assistant:
