@@ -26,14 +26,15 @@ def write_plot(path: Path, rows: list[Row]) -> None:
     labels: list[str] = []
     for index, row in enumerate(rows):
         y = index * 2
-        _bars(axis, y + 0.5, row.stream.stages_ms, STREAM_STAGES)
+        _bars(axis, y, row.stream.stages_ms, STREAM_STAGES)
         if row.baseline is not None:
-            _bars(axis, y, row.baseline.stages_ms, BASE_STAGES, alpha=0.45)
+            _bars(axis, y + 0.5, row.baseline.stages_ms, BASE_STAGES, alpha=0.45)
         labels.append(row.utterance.text[:38])
     axis.set_yticks([i * 2 + 0.25 for i in range(len(rows))], labels, fontsize=8)
     axis.invert_yaxis()
     axis.axvline(0, color="black", linewidth=0.8)
-    axis.set_xlabel("ms after the end of speech (upper bar: streaming, lower: sequential baseline)")
+    axis.set_xlabel("ms after the end of speech (solid: streaming; faint, below: the "
+                    "sequential baseline)")  # fmt: skip
     from matplotlib.patches import Rectangle
 
     handles = [Rectangle((0, 0), 1, 1, color=c) for _, c in STREAM_STAGES + BASE_STAGES[2:3]]
