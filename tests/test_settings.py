@@ -33,7 +33,7 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
     },
     "wake": {"model": "okay_nabu", "probability_cutoff": 0.75, "refractory_ms": 1500},
     "listen": {
-        "vad_aggressiveness": 3, "speech_start_ms": 90, "speculative_silence_ms": 200,
+        "vad_aggressiveness": 1, "speech_start_ms": 90, "speculative_silence_ms": 200,
         "silence_end_ms": 600, "max_speech_ms": 10000, "no_speech_timeout_ms": 4000,
         "follow_up_window_ms": 3000, "barge_in": False, "barge_in_on_speech": True,
         "early_commit": False,
@@ -290,9 +290,9 @@ def test_speculative_end_must_come_before_the_final_end() -> None:
     message = config_error("[listen]\nsilence_end_ms = 400\nspeculative_silence_ms = 400\n")
     assert "voiced.toml, line 3: `listen.speculative_silence_ms` (400) must be less than" in message
     # Only the final end was written: that is the line to blame.
-    message = config_error("[listen]\nsilence_end_ms = 100\n")
-    assert "voiced.toml, line 2: `listen.speculative_silence_ms` (160) must be less" in message
-    assert parse_settings("[listen]\nsilence_end_ms = 100\nspeculative_silence_ms = 0\n")
+    message = config_error("[listen]\nsilence_end_ms = 80\n")
+    assert "voiced.toml, line 2: `listen.speculative_silence_ms` (100) must be less" in message
+    assert parse_settings("[listen]\nsilence_end_ms = 80\nspeculative_silence_ms = 0\n")
 
 
 def test_range_tables_name_real_keys_and_allow_the_defaults() -> None:

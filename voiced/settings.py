@@ -83,9 +83,12 @@ class WakeSettings:
 
 @dataclass(frozen=True, slots=True)
 class ListenSettings:
-    vad_aggressiveness: int = 2
+    vad_aggressiveness: int = 3
+    """webrtcvad 0-3; 3 ends speech soonest after the last word (measured: about 100 ms
+    less endpoint delay than 2, no WER loss on the benchmark corpus)."""
     speech_start_ms: int = 60
-    speculative_silence_ms: int = 160
+    speculative_silence_ms: int = 100
+    """Silence after which the turn runs speculatively (held until committed)."""
     silence_end_ms: int = 480
     max_speech_ms: int = 15000
     no_speech_timeout_ms: int = 5000
