@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -11,6 +10,7 @@ from collections.abc import Sequence
 import voiced
 from voiced.cli import bench_cmd, models_cmd, run_cmd, service_cmd, speech_cmd
 from voiced.errors import VoicedError
+from voiced.logs import setup_logging
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default=os.environ.get("VOICED_LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity (default INFO)",
     )  # fmt: skip
+    parser.add_argument(
+        "--log-format", default=os.environ.get("VOICED_LOG_FORMAT", "text"),
+        choices=["text", "json"], help="text for a terminal, json for log collectors",
+    )  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _command_modules():
@@ -40,10 +44,7 @@ def _command_modules() -> list[models_cmd.CommandModule]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )  # fmt: skip
+    setup_logging(args.log_level, args.log_format)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -26,11 +26,11 @@ import aiomqtt
 
 from voiced.control.discovery import Topics, discovery_configs
 from voiced.control.hooks import short_names
-from voiced.control.ratelimit import RateLimitedLog
 from voiced.control.surface import MAX_TEXT_CHARS, AssistantSurface, snapshot
 from voiced.errors import ConfigError, VoicedError
 from voiced.pipeline.events import Event, EventType
 from voiced.pipeline.state import State
+from voiced.ratelimit import RateLimitedLog
 from voiced.settings import MqttSettings
 
 _LOGGER = logging.getLogger(__name__)

@@ -39,6 +39,7 @@ from voiced.pipeline.turn import TraceWriter, TurnRecord
 from voiced.pipeline.turn_end import looks_like_full_sentence
 from voiced.pipeline.vad import WebRtcVad
 from voiced.pipeline.workers import Workers
+from voiced.ratelimit import RateLimitedLog
 from voiced.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class Assistant:
         self._utterance = bytearray()
         self._preroll: deque[bytes] = deque(maxlen=PREROLL_MS // 10)
         self._wake_batch = bytearray()
+        self._errors_log = RateLimitedLog(_LOGGER)
         self._turn_task: asyncio.Task[None] | None = None
         self._speculative: asyncio.Task[None] | None = None
         """A turn started at the first pause, its playback held until the end is committed."""
@@ -311,7 +313,7 @@ class Assistant:
         """Report a failed turn and go back to listening; nothing is left half-done."""
         if isinstance(err, VoicedError):
             code, message = err.code, err.message
-            _LOGGER.error("turn %d failed: %s", turn.turn_id, message)
+            self._errors_log.log(logging.ERROR, code, "turn %d failed: %s", turn.turn_id, message)
         else:
             code, message = "internal", f"{type(err).__name__}: {err}"
             _LOGGER.exception("turn %d failed unexpectedly", turn.turn_id)
