@@ -79,3 +79,19 @@ def test_event_loop_never_lags(engines: Engines, tts: PiperTts, tmp_path: Path) 
     assert turns and turns[0].reply, "the SLM, ASR and TTS all ran"
     assert run.max_loop_lag_ms < 20.0
     assert np.abs(run.output).max() > 0
+
+
+def test_follow_up_window_needs_no_second_wake_word(
+    engines: Engines, tts: PiperTts, tmp_path: Path
+) -> None:
+    follow_up = dataclasses.replace(
+        Settings().listen, follow_up_window_ms=3000
+    )
+    settings = dataclasses.replace(Settings(), listen=follow_up)
+    speech = compose(tts, [0.4, "Hey Jarvis.", 0.3, "What time is it?", 1.0,
+                           "What day is it?", 2.0])  # fmt: skip
+    run = run_pipeline(engines, settings, speech, tmp_path, wake_mode=True, realtime=False)
+    assert [t.intent for t in voice_turns(run) if t.outcome == "answered"] == ["time", "day"]
+    # Off by default: the same audio gets one reply.
+    run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=True, realtime=False)
+    assert [t.intent for t in voice_turns(run) if t.outcome == "answered"] == ["time"]

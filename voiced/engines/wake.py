@@ -50,6 +50,8 @@ class WakeWordDetector:
         return detected
 
     def reset(self) -> None:
-        """Forget partial detections (e.g. after the assistant spoke)."""
+        """Forget partial detections and the refractory period (a new stream, or the
+        assistant spoke and the next wake word is a new one)."""
         self.model.reset()
         self.features.reset()
+        self._quiet_ms = float(self.refractory_ms)

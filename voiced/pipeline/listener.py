@@ -28,6 +28,8 @@ class Listener:
         self.wake = wake
         self.vad = vad
         self._wake_dirty = False
+        if wake is not None:
+            wake.reset()  # a new stream: nothing carried over from an earlier one
 
     def hear(self, pcm: bytes, *, score_wake: bool, detect_speech: bool) -> Heard:
         wake = False
