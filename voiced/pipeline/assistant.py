@@ -22,7 +22,7 @@ from voiced.engines.loader import Engines
 from voiced.errors import VoicedError
 from voiced.intents.base import IntentHandler
 from voiced.intents.builtin import BuiltinIntents
-from voiced.pipeline.chunker import SpeechChunker
+from voiced.pipeline.chunker import ChunkerSettings, SpeechChunker
 from voiced.pipeline.endpointer import (
     Endpointer,
     EndpointerSettings,
@@ -362,7 +362,9 @@ class Assistant:
         speak_task = (
             asyncio.create_task(self._speak(turn, chunks, committed)) if speak else None
         )
-        chunker = SpeechChunker()
+        chunker = SpeechChunker(
+            ChunkerSettings(first_chunk_max_words=self.settings.tts.first_chunk_max_words)
+        )
         reply: list[str] = []
         try:
             async for delta in response.deltas:

@@ -37,6 +37,7 @@ _SENTENCE_END = re.compile(r"(?:\.\.\.|[.!?…])+[\"'”’)\]]*(?=\s)")
 _CLAUSE_END = re.compile(r"(?:[,;:]|\s[-–—]|—)(?=\s)")
 _NEWLINE = re.compile(r"\n")
 _WORD = re.compile(r"[\w'’]+")
+_WORD_THEN_SPACE = re.compile(r"[\w'’]+(?=\s)")
 _DOTTED_LETTERS = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]|[^\W\d_]")
 
 
@@ -46,6 +47,9 @@ class ChunkerSettings:
     """Words needed before a clause boundary may end the first chunk."""
     long_sentence_words: int = 20
     """Words after which later chunks may end at a clause boundary too."""
+    first_chunk_max_words: int = 0
+    """Cut the first chunk after this many words even without punctuation, so speech
+    starts while the model is still writing its first sentence (0: off)."""
 
     def __post_init__(self) -> None:
         if self.first_chunk_min_words < 1 or self.long_sentence_words < 1:
@@ -108,6 +112,10 @@ class SpeechChunker:
             for m in _CLAUSE_END.finditer(text)
             if _count_words(text[: m.start()]) >= clause_words
         ]
+        if self._chunks_out == 0 and self.settings.first_chunk_max_words:
+            words = list(_WORD_THEN_SPACE.finditer(text))
+            if len(words) >= self.settings.first_chunk_max_words:
+                candidates.append(words[self.settings.first_chunk_max_words - 1].end())
         return min(candidates, default=None)
 
 
