@@ -91,6 +91,8 @@ class Assistant:
         self._preroll: deque[bytes] = deque(maxlen=PREROLL_MS // 10)
         self._wake_batch = bytearray()
         self._errors_log = RateLimitedLog(_LOGGER)
+        self._playback_epoch = 0
+        """Bumped by barge-in and stop: audio of an earlier epoch never plays."""
         self._turn_task: asyncio.Task[None] | None = None
         self._speculative: asyncio.Task[None] | None = None
         """A turn started at the first pause, its playback held until the end is committed."""
@@ -400,7 +402,10 @@ class Assistant:
             self._fire(Trigger.FIRST_AUDIO)
             self._emit(EventType.PLAYBACK_START, turn_id=turn.turn_id)
 
-        spoken = await self.speaker.speak(chunks, on_first_audio, committed)
+        epoch = self._playback_epoch
+        spoken = await self.speaker.speak(
+            chunks, on_first_audio, committed, lambda: epoch == self._playback_epoch
+        )
         self._emit(EventType.TTS_END, turn_id=turn.turn_id, text=spoken)
 
     def _after_reply_trigger(self, turn: TurnRecord) -> Trigger:
@@ -439,6 +444,7 @@ class Assistant:
 
     def barge_in(self, reason: str) -> None:
         """Stop speaking and generating now; the next turn starts clean."""
+        self._playback_epoch += 1
         dropped_ms = self.sink.clear()
         if self._current is not None:
             self._current.outcome = "barged_in"
@@ -449,6 +455,7 @@ class Assistant:
 
     def stop(self) -> None:
         """Stop speaking (API stop): the turn ends, nothing more is said."""
+        self._playback_epoch += 1
         self.sink.clear()
         self._announcements.clear()
         if self._turn_task is not None and not self._turn_task.done():

@@ -27,12 +27,14 @@ class Speaker:
 
     async def speak(
         self, chunks: asyncio.Queue[str | None], on_first_audio: Callable[[], None],
-        gate: asyncio.Event,
+        gate: asyncio.Event, wanted: Callable[[], bool] = lambda: True,
     ) -> str:  # fmt: skip
         """Synthesise each chunk as it arrives (None ends); returns the text spoken.
 
         Audio is synthesised at once but played only after ``gate`` is set, so a
         speculative turn has its first clause ready the moment it is committed.
+        ``wanted`` is asked before every chunk reaches the sink: after a barge-in it
+        says no at once, before the task's cancellation has run.
         """
         spoken: list[str] = []
         first = True
@@ -42,6 +44,8 @@ class Speaker:
                 continue
             async for pcm in self._synthesize(text):
                 await gate.wait()
+                if not wanted():
+                    return " ".join(spoken)
                 try:
                     self.sink.enqueue(self._scaled(pcm), self.tts.sample_rate_hz)
                 except OSError as err:
