@@ -35,6 +35,9 @@ def test_full_sentence_heuristic(text: str, complete: bool) -> None:
         ("What time is it?", "What time is it?"),
         ("the the the the the", None),
         ("Open the garage door.", "Open the garage door."),
+        ("Switch on the living room light. Switch on", "Switch on the living room light."),
+        ("Stop. Stop", "Stop."),
+        ("Yes. No.", "Yes. No."),
     ],
 )  # fmt: skip
 def test_decoding_loops_are_cut(decoded: str, kept: str | None) -> None:

@@ -16,7 +16,8 @@ Part = str | float
 
 def speak_16k(tts: PiperTts, text: str) -> bytes:
     """``text`` spoken by the voice, as pipeline PCM (16 kHz mono int16)."""
-    return resample_pcm(tts.synthesize_all(text), tts.sample_rate_hz, PIPELINE_RATE_HZ)
+    pcm = tts.synthesize_all(text, repeatable=True)
+    return resample_pcm(pcm, tts.sample_rate_hz, PIPELINE_RATE_HZ)
 
 
 def silence(seconds: float) -> bytes:

@@ -129,6 +129,11 @@ def _cut_repeat(text: str) -> str | None:
     """Cut a decoding loop: when the text starts over ("What time is it? What time
     is it"), keep the first copy. None when a loop remains after the cut."""
     words = [(m.start(), m.group().lower()) for m in _WORD.finditer(text)]
+    first_end = re.search(r"[.!?](\s|$)", text)
+    if first_end is not None:
+        rest = [w.lower() for w in _WORD.findall(text[first_end.end() :])]
+        if rest and rest == [w for _, w in words[: len(rest)]]:
+            return text[: first_end.end()].strip()  # "Light on. Light" -> "Light on."
     head = [w for _, w in words[:3]]
     if len(words) >= 6:
         for index in range(3, len(words) - 2):

@@ -34,24 +34,33 @@ class PiperTts:
                 fix="run `voiced models verify`, then `voiced models prepare --force`",
             ) from err
         self.syn_config = SynthesisConfig(length_scale=settings.length_scale)
+        # Without sampling noise the same text always gives the same audio: the
+        # demo, tests and benchmark synthesise their prompts this way so a run can
+        # be repeated on exactly the same input.
+        self.repeatable_config = SynthesisConfig(
+            length_scale=settings.length_scale, noise_scale=0.0, noise_w_scale=0.0
+        )
 
     @property
     def sample_rate_hz(self) -> int:
         rate: int = self.voice.config.sample_rate
         return rate
 
-    def synthesize(self, text: str, cancel: threading.Event | None = None) -> Iterator[bytes]:
+    def synthesize(
+        self, text: str, cancel: threading.Event | None = None, *, repeatable: bool = False
+    ) -> Iterator[bytes]:
         """int16 PCM at ``sample_rate_hz``, one chunk per sentence; stops when cancelled."""
         try:
-            for chunk in self.voice.synthesize(text, syn_config=self.syn_config):
+            config = self.repeatable_config if repeatable else self.syn_config
+            for chunk in self.voice.synthesize(text, syn_config=config):
                 if cancel is not None and cancel.is_set():
                     return
                 yield chunk.audio_int16_bytes
         except (RuntimeError, ValueError) as err:
             raise EngineError(f"speech synthesis failed: {err}") from err
 
-    def synthesize_all(self, text: str) -> bytes:
-        return b"".join(self.synthesize(text))
+    def synthesize_all(self, text: str, *, repeatable: bool = False) -> bytes:
+        return b"".join(self.synthesize(text, repeatable=repeatable))
 
 
 def _load_voice(model_path: Path, config_path: Path, *, use_cuda: bool) -> Any:

@@ -11,6 +11,9 @@ turn task; each stage's ``finally`` stops its own worker.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
+import gc
 import logging
 import time
 from collections import deque
@@ -65,6 +68,11 @@ class Assistant:
         self.wake_mode = wake_mode and engines.wake is not None
         self.trace = trace
         self.workers = Workers.create()
+        # Everything loaded so far (models, tokenizers, tables) lives for the whole
+        # run: moving it out of the collector's reach keeps a full collection from
+        # pausing the event loop for tens of milliseconds.
+        gc.collect()
+        gc.freeze()
         self.machine = StateMachine()
         self.listener = Listener(engines.wake, WebRtcVad(settings.listen.vad_aggressiveness))
         listen = settings.listen
@@ -261,32 +269,53 @@ class Assistant:
         self._emit(EventType.STT_VAD_END, turn_id=turn.turn_id)
         self._listening_turn = None
         self._fire(Trigger.SPEECH_END)
-        if self._speculative is not None and not self._speculative.done():
-            self._current, self._turn_task = turn, self._speculative
-            self._speculative = None
+        speculative, self._speculative = self._speculative, None
+        if speculative is not None and not speculative.done() and self._trusted(turn):
+            self._current, self._turn_task = turn, speculative
             self._commit_gate.set()
-        else:  # no speculative run, or it failed before the commit
-            self._speculative = None
-            self._begin_turn(turn, audio=bytes(self._utterance))
+            return
+        # No speculative run, it failed, or it heard a cut-off sentence ("living
+        # room like..."): transcribe the whole utterance now that it has ended,
+        # with the full 30 s window, which is slower but hears such endings better.
+        accurate = speculative is not None
+        if speculative is not None:
+            speculative.cancel()
+            self._hold(speculative)
+            turn = dataclasses.replace(turn)  # the cancelled run may still reset its own
+            _reset_turn_progress(turn)
+        self._begin_turn(turn, audio=bytes(self._utterance), accurate=accurate)
+
+    def _trusted(self, turn: TurnRecord) -> bool:
+        """A speculative transcript can stand for the whole utterance unless it is
+        known and looks cut off; one still being computed is trusted."""
+        if turn.asr_done_ms is None:
+            return True
+        text = turn.transcript
+        return bool(text) and (
+            self.responder.match_intent(text) is not None or looks_like_full_sentence(text)
+        )
 
     def _begin_turn(self, turn: TurnRecord, *, audio: bytes | None = None,
-                    text: str | None = None, speak: bool = True) -> asyncio.Task[None]:  # fmt: skip
+                    text: str | None = None, speak: bool = True,
+                    accurate: bool = False) -> asyncio.Task[None]:  # fmt: skip
         self._listening_turn = None
         self._current = turn
         committed = _already_committed()
-        task = asyncio.create_task(self._run_turn(turn, audio, text, speak, committed))
+        task = asyncio.create_task(
+            self._run_turn(turn, audio, text, speak, committed, accurate=accurate)
+        )
         self._turn_task = task
         return task
 
     async def _run_turn(
         self, turn: TurnRecord, audio: bytes | None, text: str | None, speak: bool,
-        committed: asyncio.Event,
+        committed: asyncio.Event, *, accurate: bool = False,
     ) -> None:  # fmt: skip
         """One turn. Until ``committed`` is set it is speculative: it may be cancelled
         (speech resumed) and then leaves no trace, no sound and no side effect."""
         try:
             if text is None:
-                text = await self._transcribe(turn, audio or b"")
+                text = await self._transcribe(turn, audio or b"", accurate=accurate)
                 if not committed.is_set() and self._looks_complete(text):
                     self._commit(turn)
             await committed.wait()
@@ -337,9 +366,11 @@ class Assistant:
             return False
         return self.responder.match_intent(text) is not None or looks_like_full_sentence(text)
 
-    async def _transcribe(self, turn: TurnRecord, audio: bytes) -> str:
+    async def _transcribe(self, turn: TurnRecord, audio: bytes, *, accurate: bool) -> str:
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self.workers.asr, self.asr.transcribe, audio)
+        transcribe = functools.partial(self.asr.transcribe, audio,
+                                       trimmed=False if accurate else None)  # fmt: skip
+        result = await loop.run_in_executor(self.workers.asr, transcribe)
         turn.asr_done_ms = self.now_ms()
         turn.transcript = result.text
         self._emit(EventType.STT_END, turn_id=turn.turn_id, text=result.text,
