@@ -109,7 +109,7 @@ def test_spoken_light_command_and_broker_outage(
         await assistant.close()
 
     try:
-        asyncio.run(main())
+        asyncio.run(asyncio.wait_for(main(), 300))
     finally:
         broker.kill()
     spoken = voice_turns_from(turns)
