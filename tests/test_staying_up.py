@@ -168,9 +168,9 @@ def test_an_utterance_right_after_a_reply_carries_no_audio_of_the_previous_one(
     assert engines.asr is not None
     transcribe = engines.asr.transcribe
 
-    def recording(audio: bytes) -> Transcript:
+    def recording(audio: bytes, *, trimmed: bool | None = None) -> Transcript:
         heard.append(audio)
-        return transcribe(audio)
+        return transcribe(audio, trimmed=trimmed)
 
     monkeypatch.setattr(engines.asr, "transcribe", recording)
     sink = SequentialSink(NullWriter())
