@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.test_mqtt import MOSQUITTO, Broker, Observer, until
+from tests.test_user_intents import EXAMPLE
 from voiced.audio.sinks import AlignedSink, MemoryWriter
 from voiced.audio.sources import WavFileSource
 from voiced.bench.measure import end_of_speech_sample
@@ -35,19 +36,7 @@ pytestmark = [
     pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed"),
 ]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-LIGHTS_CONFIG = """
-[[intent]]
-name = "light_on"
-sentences = ["turn on the {area} lights", "switch on the {area} light"]
-reply = "Turning on the {area} lights."
-mqtt = { topic = "home/{area}/light/set", payload = "ON" }
-
-[[intent]]
-name = "garage"
-sentences = ["open the garage door"]
-reply = "Opening the garage."
-http = { url = "http://127.0.0.1:9/api/webhook/garage", method = "POST", json = { action = "open" } }
-"""  # noqa: E501 (the issue's example, as written)
+LIGHTS_CONFIG = EXAMPLE  # the issue's example, as written
 
 
 def _settings(broker: Broker) -> Settings:

@@ -46,25 +46,21 @@ def resolve_model_paths(settings: Settings, models_dir: Path, roles: set[Role]) 
     unused = Path("/nonexistent")
     paths = {"asr": unused, "tts": unused, "slm": unused, "wake": unused}
     names: dict[str, str] = {}
-    if Role.ASR in roles:
-        if settings.asr.path:
-            paths["asr"] = _own_path(settings.asr.path, "ASR", "asr.path")
+    # role -> (the user's own path, the manifest model, the file inside its directory)
+    choices = {
+        Role.ASR: (settings.asr.path, settings.asr.model, ""),
+        Role.TTS: (settings.tts.path, settings.tts.voice, "voice.onnx"),
+        Role.SLM: (settings.slm.path, settings.slm.model, ""),
+    }
+    for role, (own, model, inner) in choices.items():
+        if role not in roles:
+            continue
+        key = role.value
+        if own:
+            paths[key] = _own_path(own, key.upper(), f"{key}.path")
         else:
-            paths["asr"] = require_model_dir(models_dir, manifest.get(settings.asr.model))
-        names["asr"] = settings.asr.path or settings.asr.model
-    if Role.TTS in roles:
-        if settings.tts.path:
-            paths["tts"] = _own_path(settings.tts.path, "TTS", "tts.path")
-        else:
-            paths["tts"] = require_model_dir(models_dir, manifest.get(settings.tts.voice))
-            paths["tts"] = paths["tts"] / "voice.onnx"
-        names["tts"] = settings.tts.path or settings.tts.voice
-    if Role.SLM in roles:
-        if settings.slm.path:
-            paths["slm"] = _own_path(settings.slm.path, "SLM", "slm.path")
-        else:
-            paths["slm"] = require_model_dir(models_dir, manifest.get(settings.slm.model))
-        names["slm"] = settings.slm.path or settings.slm.model
+            paths[key] = require_model_dir(models_dir, manifest.get(model)) / inner
+        names[key] = own or model
     if Role.WAKE in roles:
         paths["wake"] = _wake_path(settings.wake.model, models_dir)
         names["wake"] = settings.wake.model
