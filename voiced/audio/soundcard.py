@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import numpy as np
@@ -94,26 +94,15 @@ class SoundcardSource:
             with contextlib.suppress(RuntimeError):  # RuntimeError: the loop has closed
                 loop.call_soon_threadsafe(self._on_block, block)
 
-        last_error: Exception | None = None
-        for channels in _channel_choices(info.max_input_channels):
-            try:
-                stream = sd.InputStream(
-                    device=info.index,
-                    samplerate=info.default_samplerate_hz,
-                    channels=channels,
-                    dtype="float32",
-                    blocksize=info.default_samplerate_hz * self.block_ms // 1000,
-                    callback=callback,
-                )
-                stream.start()
-            except (sd.PortAudioError, ValueError) as err:
-                last_error = err
-                continue
-            self._stream = stream
-            return channels
-        raise AudioError(
-            f"cannot open microphone {info.name!r}: {last_error}", fix=_BUSY_FIX
-        ) from last_error
+        self._stream, channels = _start_first(
+            sd, "microphone", info, info.max_input_channels,
+            lambda channels: sd.InputStream(
+                device=info.index, samplerate=info.default_samplerate_hz, channels=channels,
+                dtype="float32", blocksize=info.default_samplerate_hz * self.block_ms // 1000,
+                callback=callback,
+            ),
+        )  # fmt: skip
+        return channels
 
     def _on_block(self, block: np.ndarray) -> None:
         try:
@@ -156,24 +145,14 @@ class SoundcardSink:
 
     def _open(self, info: DeviceInfo, block_ms: int) -> Any:
         sd = load_sounddevice()
-        last_error: Exception | None = None
-        for channels in _channel_choices(info.max_output_channels):
-            try:
-                stream = sd.OutputStream(
-                    device=info.index,
-                    samplerate=self.rate_hz,
-                    channels=channels,
-                    dtype="int16",
-                    blocksize=self.rate_hz * block_ms // 1000,
-                    callback=self._callback,
-                )
-                stream.start()
-                return stream
-            except (sd.PortAudioError, ValueError) as err:
-                last_error = err
-        raise AudioError(
-            f"cannot open speaker {info.name!r}: {last_error}", fix=_BUSY_FIX
-        ) from last_error
+        stream, _ = _start_first(
+            sd, "speaker", info, info.max_output_channels,
+            lambda channels: sd.OutputStream(
+                device=info.index, samplerate=self.rate_hz, channels=channels, dtype="int16",
+                blocksize=self.rate_hz * block_ms // 1000, callback=self._callback,
+            ),
+        )  # fmt: skip
+        return stream
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         if status.output_underflow:
@@ -232,6 +211,24 @@ class SoundcardSink:
         if stream is not None:
             _close_stream(stream)
         self._wake_waiters()
+
+
+def _start_first(
+    sd: Any, what: str, info: DeviceInfo, max_channels: int, make: Callable[[int], Any]
+) -> tuple[Any, int]:
+    """Open and start a stream, mono first, else stereo: (stream, channels)."""
+    last_error: Exception | None = None
+    for channels in _channel_choices(max_channels):
+        try:
+            stream = make(channels)
+            stream.start()
+        except (sd.PortAudioError, ValueError) as err:
+            last_error = err
+            continue
+        return stream, channels
+    raise AudioError(f"cannot open {what} {info.name!r}: {last_error}", fix=_BUSY_FIX) from (
+        last_error
+    )
 
 
 def _channel_choices(max_channels: int) -> list[int]:
