@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from voiced.errors import EngineError, ModelError
 from voiced.settings import TtsSettings
+
+PHRASE_MAX_CHARS = 48
+"""Replies this short are kept once synthesised: intent replies ("Louder.", "Timer
+cancelled.") recur, and replaying them saves the 60-130 ms a synthesis costs."""
+PHRASE_CACHE_ENTRIES = 64
+"""At most this many phrases (under 3 s of audio each, so under 9 MB in all)."""
 
 
 class PiperTts:
@@ -40,6 +47,8 @@ class PiperTts:
         self.repeatable_config = SynthesisConfig(
             length_scale=settings.length_scale, noise_scale=0.0, noise_w_scale=0.0
         )
+        self._phrases: OrderedDict[str, list[bytes]] = OrderedDict()
+        self._phrases_lock = threading.Lock()
 
     @property
     def sample_rate_hz(self) -> int:
@@ -49,15 +58,47 @@ class PiperTts:
     def synthesize(
         self, text: str, cancel: threading.Event | None = None, *, repeatable: bool = False
     ) -> Iterator[bytes]:
-        """int16 PCM at ``sample_rate_hz``, one chunk per sentence; stops when cancelled."""
+        """int16 PCM at ``sample_rate_hz``, one chunk per sentence; stops when cancelled.
+
+        Short phrases come from the phrase cache when they were said before.
+        """
+        cacheable = not repeatable and len(text) <= PHRASE_MAX_CHARS
+        cached = self._cached(text) if cacheable else None
+        if cached is not None:
+            yield from cached
+            return
+        chunks: list[bytes] = []
         try:
             config = self.repeatable_config if repeatable else self.syn_config
             for chunk in self.voice.synthesize(text, syn_config=config):
                 if cancel is not None and cancel.is_set():
                     return
+                chunks.append(chunk.audio_int16_bytes)
                 yield chunk.audio_int16_bytes
         except (RuntimeError, ValueError) as err:
             raise EngineError(f"speech synthesis failed: {err}") from err
+        if cacheable:
+            self._remember(text, chunks)
+
+    def prepare_phrases(self, phrases: Sequence[str]) -> None:
+        """Synthesise ``phrases`` into the phrase cache now (blocking)."""
+        for phrase in phrases:
+            for _chunk in self.synthesize(phrase):
+                pass
+
+    def _cached(self, text: str) -> list[bytes] | None:
+        with self._phrases_lock:
+            chunks = self._phrases.get(text)
+            if chunks is not None:
+                self._phrases.move_to_end(text)
+            return chunks
+
+    def _remember(self, text: str, chunks: list[bytes]) -> None:
+        with self._phrases_lock:
+            self._phrases[text] = chunks
+            self._phrases.move_to_end(text)
+            while len(self._phrases) > PHRASE_CACHE_ENTRIES:
+                self._phrases.popitem(last=False)
 
     def synthesize_all(self, text: str, *, repeatable: bool = False) -> bytes:
         return b"".join(self.synthesize(text, repeatable=repeatable))

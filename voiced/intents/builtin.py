@@ -11,6 +11,12 @@ UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
 VOLUME_STEP = 0.2
 MAX_TIMER_S = 24 * 3600
 
+LOUDER, QUIETER = "Louder.", "Quieter."
+TIMER_CANCELLED, NO_TIMER = "Timer cancelled.", "There is no timer running."
+TIMER_RANGE = "Timers can run from one second to one day."
+FIXED_REPLIES = (LOUDER, QUIETER, TIMER_CANCELLED, NO_TIMER)
+"""Replies that never change, synthesised once at start so they play at once."""
+
 _TIMER = re.compile(r"\b(?:set|start|make|timer for)\b.*\btimer\b|\btimer for\b")
 _DURATION = re.compile(r"\b(?P<n>\d+|a|an)\s+(?P<unit>second|minute|hour)s?\b")
 _CANCEL_TIMER = re.compile(r"\b(?:cancel|stop|delete|clear|remove)\b.*\btimers?\b")
@@ -44,7 +50,7 @@ class BuiltinIntents:
         amount = 1 if raw in ("a", "an") else int(raw)
         duration_s = amount * UNIT_SECONDS[unit]
         if not 0 < duration_s <= MAX_TIMER_S:
-            return IntentMatch("timer_set", "Timers can run from one second to one day.")
+            return IntentMatch("timer_set", TIMER_RANGE)
         spoken = _spoken_duration(amount, unit)
         controls.set_timer(duration_s, spoken)
         return IntentMatch("timer_set", f"Timer set for {spoken}.", {"duration_s": str(duration_s)})
@@ -53,7 +59,7 @@ class BuiltinIntents:
         if not _CANCEL_TIMER.search(text):
             return None
         count = controls.cancel_timers()
-        reply = "Timer cancelled." if count else "There is no timer running."
+        reply = TIMER_CANCELLED if count else NO_TIMER
         return IntentMatch("timer_cancel", reply, {"cancelled": str(count)})
 
     def _time(self, text: str, controls: AssistantControls) -> IntentMatch | None:
@@ -81,8 +87,8 @@ class BuiltinIntents:
     def _volume(self, text: str, controls: AssistantControls) -> IntentMatch | None:
         if _LOUDER.search(text):
             level = controls.change_volume(+VOLUME_STEP)
-            return IntentMatch("volume_up", "Louder.", {"volume": f"{level:.1f}"})
+            return IntentMatch("volume_up", LOUDER, {"volume": f"{level:.1f}"})
         if _QUIETER.search(text):
             level = controls.change_volume(-VOLUME_STEP)
-            return IntentMatch("volume_down", "Quieter.", {"volume": f"{level:.1f}"})
+            return IntentMatch("volume_down", QUIETER, {"volume": f"{level:.1f}"})
         return None
