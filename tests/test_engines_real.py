@@ -146,3 +146,46 @@ def test_slm_cancel_stops_generation(slm: SlmEngine, story_deltas: list[str]) ->
 def test_slm_respects_max_tokens(slm: SlmEngine) -> None:
     short = slm.reply(DEFAULT_SYSTEM_PROMPT, STORY, max_tokens=4)
     assert 1 <= slm.count_tokens(short) <= 4, short
+
+
+def test_whisper_hears_nothing_in_silence_noise_and_hum(engines: Engines) -> None:
+    """Prompted with command words, Whisper would decode noise to "Volume down.";
+    the no-speech check must turn all of these into an empty transcript."""
+    assert engines.asr is not None
+    rng = np.random.default_rng(5)
+    seconds = np.arange(PIPELINE_RATE_HZ * 1.5) / PIPELINE_RATE_HZ
+    sounds = {
+        "silence": np.zeros(seconds.size),
+        "noise": rng.normal(0, 330, seconds.size),
+        "loud noise": rng.normal(0, 3300, seconds.size),
+        "hum": 1600 * np.sin(2 * np.pi * 100 * seconds),
+    }
+    for name, audio in sounds.items():
+        pcm = np.clip(audio, -32768, 32767).astype("<i2").tobytes()
+        assert engines.asr.transcribe(pcm).text == "", name
+
+
+def test_whisper_vocabulary_prompt_hears_volume_up(tts: PiperTts, engines: Engines) -> None:
+    """Without the command vocabulary tiny.en hears this voice say "value up"."""
+    assert engines.asr is not None
+    for command in ("Volume up.", "Volume down."):
+        heard = engines.asr.transcribe(compose(tts, [0.3, command, 0.15]))
+        assert heard.trimmed
+        assert normalize(heard.text) == normalize(command), heard.text
+
+
+def test_piper_keeps_short_phrases_and_replays_them(tts: PiperTts) -> None:
+    phrase = "Kettle is on."
+    first = list(tts.synthesize(phrase))
+    again = list(tts.synthesize(phrase))
+    assert again == first, "the second time comes from the phrase cache"
+    assert sum(len(chunk) for chunk in first) > 0.3 * tts.sample_rate_hz * 2
+    # Repeatable synthesis (tests, benchmark prompts) never reads the cache, and
+    # speech synthesised with sampling noise differs run to run.
+    fresh = [tts.synthesize_all(phrase, repeatable=True) for _ in range(2)]
+    assert fresh[0] == fresh[1] != b"".join(first)
+
+
+def test_piper_does_not_keep_long_text(tts: PiperTts) -> None:
+    long_text = "This sentence is far too long to be kept as a phrase for later replay."
+    assert list(tts.synthesize(long_text)) != list(tts.synthesize(long_text))

@@ -84,9 +84,7 @@ def test_event_loop_never_lags(engines: Engines, tts: PiperTts, tmp_path: Path) 
 def test_follow_up_window_needs_no_second_wake_word(
     engines: Engines, tts: PiperTts, tmp_path: Path
 ) -> None:
-    follow_up = dataclasses.replace(
-        Settings().listen, follow_up_window_ms=3000
-    )
+    follow_up = dataclasses.replace(Settings().listen, follow_up_window_ms=3000)
     settings = dataclasses.replace(Settings(), listen=follow_up)
     speech = compose(tts, [0.4, "Hey Jarvis.", 0.3, "What time is it?", 1.0,
                            "What day is it?", 2.0])  # fmt: skip
@@ -95,3 +93,26 @@ def test_follow_up_window_needs_no_second_wake_word(
     # Off by default: the same audio gets one reply.
     run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=True, realtime=False)
     assert [t.intent for t in voice_turns(run) if t.outcome == "answered"] == ["time"]
+
+
+def test_first_words_go_early_only_while_the_model_writes(
+    engines: Engines, tts: PiperTts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A language-model reply starts speaking after its first few words; an intent's
+    reply is known in full and is synthesised whole, so it keeps its intonation."""
+    synthesised: list[str] = []
+    real_synthesize = tts.synthesize
+
+    def recording(text: str, *args: object, **kwargs: object) -> object:
+        synthesised.append(text)
+        return real_synthesize(text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tts, "synthesize", recording)
+    speech = compose(tts, [0.4, "Cancel the timer.", 1.5, "Why is the sky blue?", 1.5])
+    run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=False)
+    turns = voice_turns(run)
+    assert [t.intent for t in turns] == ["timer_cancel", None]
+    assert synthesised[0] == "There is no timer running."
+    first_words = Settings().tts.first_chunk_max_words
+    assert len(synthesised[1].split()) <= first_words < len(turns[1].reply.split())
+    assert turns[1].reply.startswith(synthesised[1])

@@ -23,7 +23,7 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
     "asr": {
         "model": "whisper-base", "path": "/opt/asr", "device": "cuda",
         "compute_type": "float16", "cpu_threads": 4, "beam_size": 5, "language": "de",
-        "trim_window": False,
+        "trim_window": False, "trimmed_beam_size": 2, "vocabulary_prompt": "Kitchen light.",
     },
     "tts": {"voice": "my-voice", "path": "/opt/v.onnx", "use_cuda": True, "length_scale": 1.25,
             "first_chunk_max_words": 8},
@@ -232,6 +232,7 @@ def test_invalid_toml_names_the_line() -> None:
         ("audio", "volume", -0.1, "between 0 and 1"),
         ("asr", "beam_size", 0, "between 1 and 10"),
         ("asr", "beam_size", 11, "between 1 and 10"),
+        ("asr", "trimmed_beam_size", 0, "between 1 and 10"),
         ("tts", "length_scale", 0, "strictly between 0 and 10"),
         ("mqtt", "port", 0, "between 1 and 65535"),
         ("mqtt", "port", 70000, "between 1 and 65535"),
@@ -296,9 +297,23 @@ def test_speculative_end_must_come_before_the_final_end() -> None:
     assert parse_settings("[listen]\nsilence_end_ms = 80\nspeculative_silence_ms = 0\n")
 
 
+@pytest.mark.parametrize(("key", "longest"), sorted(settings_module._MAX_CHARS.items()))
+def test_text_settings_have_a_length_limit(key: str, longest: int) -> None:
+    section, name = key.split(".")
+    assert parse_settings(f'[{section}]\n{name} = "{"a" * longest}"\n')
+    message = config_error(f'[{section}]\n{name} = "{"a" * (longest + 1)}"\n')
+    assert f"voiced.toml, line 2: `{key}` is {longest + 1} characters; at most {longest}" in (
+        message
+    )
+
+
 def test_range_tables_name_real_keys_and_allow_the_defaults() -> None:
     defaults = Settings()
-    for dotted in (*settings_module._RANGES, *settings_module._CHOICES):
+    for dotted in (
+        *settings_module._RANGES,
+        *settings_module._CHOICES,
+        *settings_module._MAX_CHARS,
+    ):
         section, key = dotted.split(".")
         assert hasattr(getattr(defaults, section), key), dotted
     for dotted, allowed in settings_module._RANGES.items():

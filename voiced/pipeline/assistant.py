@@ -276,7 +276,7 @@ class Assistant:
             return
         # No speculative run, it failed, or it heard a cut-off sentence ("living
         # room like..."): transcribe the whole utterance now that it has ended,
-        # with the full 30 s window, which is slower but hears such endings better.
+        # with a wider window, which is slower but hears such endings better.
         accurate = speculative is not None
         if speculative is not None:
             speculative.cancel()
@@ -368,8 +368,7 @@ class Assistant:
 
     async def _transcribe(self, turn: TurnRecord, audio: bytes, *, accurate: bool) -> str:
         loop = asyncio.get_running_loop()
-        transcribe = functools.partial(self.asr.transcribe, audio,
-                                       trimmed=False if accurate else None)  # fmt: skip
+        transcribe = functools.partial(self.asr.transcribe, audio, careful=accurate)
         result = await loop.run_in_executor(self.workers.asr, transcribe)
         turn.asr_done_ms = self.now_ms()
         turn.transcript = result.text
@@ -392,12 +391,11 @@ class Assistant:
             if match.stop_speaking:
                 self.sink.clear()
         chunks: asyncio.Queue[str | None] = asyncio.Queue()
-        speak_task = (
-            asyncio.create_task(self._speak(turn, chunks, committed)) if speak else None
-        )
-        chunker = SpeechChunker(
-            ChunkerSettings(first_chunk_max_words=self.settings.tts.first_chunk_max_words)
-        )
+        speak_task = asyncio.create_task(self._speak(turn, chunks, committed)) if speak else None
+        # Cutting the first sentence short only helps while the model is still
+        # writing it; a reply known in full is spoken whole.
+        max_words = self.settings.tts.first_chunk_max_words if response.streamed else 0
+        chunker = SpeechChunker(ChunkerSettings(first_chunk_max_words=max_words))
         reply: list[str] = []
         try:
             async for delta in response.deltas:

@@ -26,6 +26,9 @@ class Response:
     """The reply text as it is produced."""
     match: IntentMatch | None = None
     slots: dict[str, str] = field(default_factory=dict)
+    streamed: bool = False
+    """True while the language model is still writing the reply; False when the
+    whole text is known at once."""
 
 
 async def _once(text: str) -> AsyncIterator[str]:
@@ -64,7 +67,7 @@ class Responder:
         if self.slm is None or self.conversation is None or not self.settings.enabled:
             return Response(None, _once(FALLBACK_REPLY))
         messages = self.conversation.messages_for(text, now_s)
-        return Response(None, self._stream_slm(text, messages, now_s))
+        return Response(None, self._stream_slm(text, messages, now_s), streamed=True)
 
     async def _stream_slm(
         self, text: str, messages: list[dict[str, str]], now_s: float

@@ -52,7 +52,7 @@ class AsrSettings:
     """"cpu", "cuda" or "auto"."""
     compute_type: str = "int8"
     """CTranslate2 compute type."""
-    cpu_threads: int = 0
+    cpu_threads: int = 1
     """CTranslate2 intra-op threads; 0 lets it choose."""
 
 
@@ -61,7 +61,7 @@ class SlmSettings:
     device: str = "cpu"
     compute_type: str = "int8"
     """"int8" on CPU, "int8_float16" on CUDA."""
-    intra_threads: int = 0
+    intra_threads: int = 1
     """Threads within one operation; 0 lets the runtime choose."""
 
 
