@@ -259,6 +259,8 @@ def test_silence_source_is_paced_and_closable() -> None:
     frames = asyncio.run(asyncio.wait_for(take(), TIMEOUT_S))
     assert len(frames) == 5 and not pcm_array(frames).any()
     assert clock.now == pytest.approx(100.04)
+    # Woken once per 20 ms block, as a sound card would wake it, not per frame.
+    assert clock.sleeps == pytest.approx([0.02, 0.02])
 
 
 # ---------------------------------------------------------------- stdin

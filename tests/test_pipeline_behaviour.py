@@ -107,8 +107,8 @@ def test_first_words_go_early_only_while_the_model_writes(
         synthesised.append(text)
         return real_synthesize(text, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tts, "synthesize", recording)
     speech = compose(tts, [0.4, "Cancel the timer.", 1.5, "Why is the sky blue?", 1.5])
+    monkeypatch.setattr(tts, "synthesize", recording)
     run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=False)
     turns = voice_turns(run)
     assert [t.intent for t in turns] == ["timer_cancel", None]

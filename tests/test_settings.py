@@ -23,7 +23,7 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
     "asr": {
         "model": "whisper-base", "path": "/opt/asr", "device": "cuda",
         "compute_type": "float16", "cpu_threads": 4, "beam_size": 5, "language": "de",
-        "trim_window": False, "trimmed_beam_size": 2, "vocabulary_prompt": "Kitchen light.",
+        "trim_window": False, "trimmed_beam_size": 4, "vocabulary_prompt": "Kitchen light.",
     },
     "tts": {"voice": "my-voice", "path": "/opt/v.onnx", "use_cuda": True, "length_scale": 1.25,
             "first_chunk_max_words": 8},
@@ -292,9 +292,9 @@ def test_speculative_end_must_come_before_the_final_end() -> None:
     message = config_error("[listen]\nsilence_end_ms = 400\nspeculative_silence_ms = 400\n")
     assert "voiced.toml, line 3: `listen.speculative_silence_ms` (400) must be less than" in message
     # Only the final end was written: that is the line to blame.
-    message = config_error("[listen]\nsilence_end_ms = 80\n")
-    assert "voiced.toml, line 2: `listen.speculative_silence_ms` (100) must be less" in message
-    assert parse_settings("[listen]\nsilence_end_ms = 80\nspeculative_silence_ms = 0\n")
+    message = config_error("[listen]\nsilence_end_ms = 50\n")
+    assert "voiced.toml, line 2: `listen.speculative_silence_ms` (60) must be less" in message
+    assert parse_settings("[listen]\nsilence_end_ms = 50\nspeculative_silence_ms = 0\n")
 
 
 @pytest.mark.parametrize(("key", "longest"), sorted(settings_module._MAX_CHARS.items()))

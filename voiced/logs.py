@@ -36,3 +36,5 @@ def setup_logging(level: str, log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # faster-whisper logs every 30 s-window transcription at INFO; ours say more.
+    logging.getLogger("faster_whisper").setLevel(max(logging.WARNING, root.level))

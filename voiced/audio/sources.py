@@ -154,7 +154,14 @@ class RawStdinSource:
 
 
 class SilenceSource:
-    """Endless digital silence at 1x: a microphone that hears nothing (spec ``null``)."""
+    """Endless digital silence at 1x: a microphone that hears nothing (spec ``null``).
+
+    Frames come in blocks of ``BLOCK_FRAMES``, as a sound card delivers them, so
+    the process wakes as often as it would with a real microphone.
+    """
+
+    BLOCK_FRAMES = 2
+    """20 ms, the sound-card source's block."""
 
     def __init__(self, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
         self._pacer = FramePacer(clock, sleep)
@@ -165,7 +172,8 @@ class SilenceSource:
         silence = bytes(FRAME_BYTES)
         while not self._closed:
             (frame,) = splitter.push(silence)
-            await self._pacer.wait(frame.start_sample)
+            if frame.start_sample % (self.BLOCK_FRAMES * FRAME_SAMPLES) == 0:
+                await self._pacer.wait(frame.start_sample)
             yield frame
 
     def close(self) -> None:
