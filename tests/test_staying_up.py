@@ -168,9 +168,11 @@ def test_an_utterance_right_after_a_reply_carries_no_audio_of_the_previous_one(
     assert engines.asr is not None
     transcribe = engines.asr.transcribe
 
-    def recording(audio: bytes, *, trimmed: bool | None = None) -> Transcript:
+    def recording(
+        audio: bytes, *, trimmed: bool | None = None, careful: bool = False
+    ) -> Transcript:
         heard.append(audio)
-        return transcribe(audio, trimmed=trimmed)
+        return transcribe(audio, trimmed=trimmed, careful=careful)
 
     monkeypatch.setattr(engines.asr, "transcribe", recording)
     sink = SequentialSink(NullWriter())
