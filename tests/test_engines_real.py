@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from voiced.audio.format import PIPELINE_RATE_HZ
+from voiced.engines.asr import WhisperAsr
 from voiced.engines.loader import Engines
 from voiced.engines.slm import SlmEngine
 from voiced.engines.tts import PiperTts
 from voiced.engines.wake import WakeWordDetector
 from voiced.intents.normalize import normalize
-from voiced.settings import DEFAULT_SYSTEM_PROMPT, Settings
+from voiced.settings import DEFAULT_SYSTEM_PROMPT, AsrSettings, Settings
 from voiced.speech_synth import compose
 
 pytestmark = pytest.mark.models
@@ -189,3 +190,12 @@ def test_piper_keeps_short_phrases_and_replays_them(tts: PiperTts) -> None:
 def test_piper_does_not_keep_long_text(tts: PiperTts) -> None:
     long_text = "This sentence is far too long to be kept as a phrase for later replay."
     assert list(tts.synthesize(long_text)) != list(tts.synthesize(long_text))
+
+
+def test_whisper_without_vocabulary_still_hears_silence_as_nothing(
+    tts: PiperTts, models_dir: Path
+) -> None:
+    plain = WhisperAsr(models_dir / "whisper-tiny.en", AsrSettings(vocabulary_prompt=""))
+    assert plain.transcribe(bytes(PIPELINE_RATE_HZ * 2)).text == ""
+    heard = plain.transcribe(compose(tts, [0.3, "What time is it?", 0.15]))
+    assert heard.trimmed and normalize(heard.text) == normalize("What time is it?")

@@ -73,6 +73,8 @@ class WhisperAsr:
                 fix="run `voiced models verify`, then `voiced models prepare --force`",
             ) from err
         self._prompt, self._suppress, self._tokenizer = self._decoder_setup()
+        prompted = bool(settings.vocabulary_prompt.strip())
+        self._no_speech_max = NO_SPEECH_MAX if prompted else NO_SPEECH_MAX_UNPROMPTED
 
     def _decoder_setup(self) -> tuple[list[int], list[int], Any]:
         from faster_whisper.tokenizer import Tokenizer
@@ -136,8 +138,7 @@ class WhisperAsr:
             max_length=len(self._prompt) + cap, suppress_blank=True,
             suppress_tokens=self._suppress, return_scores=False, return_no_speech_prob=True,
         )  # fmt: skip
-        prompted = bool(self.settings.vocabulary_prompt.strip())
-        if result[0].no_speech_prob > (NO_SPEECH_MAX if prompted else NO_SPEECH_MAX_UNPROMPTED):
+        if result[0].no_speech_prob > self._no_speech_max:
             return ""
         tokens = [t for t in result[0].sequences_ids[0] if t < self._tokenizer.eot]
         if len(tokens) >= cap - 1:
