@@ -36,6 +36,7 @@ from voiced.control.mqtt import (
     MqttBridge,
     MqttPublisher,
     Outgoing,
+    cancel_and_wait,
     device_id_for,
 )
 from voiced.control.plane import ControlPlane, mqtt_publisher
@@ -452,3 +453,28 @@ def test_control_plane_starts_and_stops_everything(broker: Broker) -> None:
 
     run(main())
     assert mqtt_publisher(Settings()) is None
+
+
+def test_cancel_and_wait_ends_a_task_that_swallowed_a_cancel() -> None:
+    """Python 3.11's wait_for can lose a cancel that lands as its future completes;
+    the bridge's writer then waits for its next message as if nothing happened."""
+    swallowed = 0
+
+    async def writer(queue: asyncio.Queue[str]) -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await queue.get()
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed += 1  # the lost cancel: carry on waiting
+
+    async def main() -> None:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        task = asyncio.create_task(writer(queue))
+        await asyncio.sleep(0)
+        await cancel_and_wait({task})
+        assert task.cancelled() and swallowed == 1
+
+    run(main())

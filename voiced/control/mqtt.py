@@ -43,6 +43,30 @@ STABLE_CONNECTION_S = 30.0
 COMMANDS = ("say", "ask", "listen", "stop", "mute")
 
 
+CANCEL_RETRY_S = 0.1
+
+
+async def cancel_and_wait(
+    tasks: set[asyncio.Task[None]], *, retry_s: float = CANCEL_RETRY_S
+) -> None:
+    """Cancel ``tasks`` and wait until they have ended.
+
+    On Python 3.11 ``asyncio.wait_for`` (which aiomqtt's publish uses) can swallow
+    a cancel that arrives just as the publish completes; the writer then goes on
+    waiting for the next message and a single cancel-and-gather never returns
+    (seen as a hung shutdown after a broker restart). So a task still running a
+    ``retry_s`` later is cancelled again.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=retry_s)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
 def device_id_for(settings: MqttSettings, hostname: str | None = None) -> str:
     """settings.device_id, else the host name, as [a-z0-9_-] (safe in any topic)."""
     raw = settings.device_id or hostname or socket.gethostname()
@@ -212,9 +236,7 @@ class MqttBridge:
         try:
             done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reader, writer):
-                task.cancel()
-            await asyncio.gather(reader, writer, return_exceptions=True)
+            await cancel_and_wait({reader, writer})
         for task in done:
             task.result()
         raise aiomqtt.MqttError("the message loop ended")

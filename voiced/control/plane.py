@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from voiced.control.hooks import HookRunner, load_hooks
 from voiced.control.http_api import HttpServer, start_http
 from voiced.control.metrics import Metrics
-from voiced.control.mqtt import MqttBridge, MqttPublisher
+from voiced.control.mqtt import MqttBridge, MqttPublisher, cancel_and_wait
 from voiced.control.surface import AssistantSurface
 from voiced.settings import Settings
+
+BRIDGE_STOP_RETRY_S = 2.0
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,6 +74,6 @@ class ControlPlane:
         if self.http is not None:
             await self.http.close()
         if self.bridge_task is not None:
-            self.bridge_task.cancel()
-            await asyncio.gather(self.bridge_task, return_exceptions=True)
+            # Cancelled again only after the bridge's 1 s "offline" publish had its chance.
+            await cancel_and_wait({self.bridge_task}, retry_s=BRIDGE_STOP_RETRY_S)
         await self.hooks.close()
