@@ -36,7 +36,6 @@ from voiced.control.mqtt import (
     MqttBridge,
     MqttPublisher,
     Outgoing,
-    cancel_and_wait,
     device_id_for,
 )
 from voiced.control.plane import ControlPlane, mqtt_publisher
@@ -44,6 +43,7 @@ from voiced.intents.normalize import normalize
 from voiced.intents.user import load_user_intents
 from voiced.pipeline.events import Event, EventType
 from voiced.settings import HttpSettings, MqttSettings, Settings
+from voiced.tasks import cancel_and_wait
 
 TIMEOUT_S = 30.0
 T = TypeVar("T")

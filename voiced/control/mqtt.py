@@ -32,6 +32,7 @@ from voiced.pipeline.events import Event, EventType
 from voiced.pipeline.state import State
 from voiced.ratelimit import RateLimitedLog
 from voiced.settings import MqttSettings
+from voiced.tasks import cancel_and_wait
 
 _LOGGER = logging.getLogger(__name__)
 MAX_PAYLOAD_BYTES = 4096
@@ -41,30 +42,6 @@ PUBLISH_TIMEOUT_S = 10.0
 STABLE_CONNECTION_S = 30.0
 """A connection that lasted this long resets the backoff."""
 COMMANDS = ("say", "ask", "listen", "stop", "mute")
-
-
-CANCEL_RETRY_S = 0.1
-
-
-async def cancel_and_wait(
-    tasks: set[asyncio.Task[None]], *, retry_s: float = CANCEL_RETRY_S
-) -> None:
-    """Cancel ``tasks`` and wait until they have ended.
-
-    On Python 3.11 ``asyncio.wait_for`` (which aiomqtt's publish uses) can swallow
-    a cancel that arrives just as the publish completes; the writer then goes on
-    waiting for the next message and a single cancel-and-gather never returns
-    (seen as a hung shutdown after a broker restart). So a task still running a
-    ``retry_s`` later is cancelled again.
-    """
-    pending = {task for task in tasks if not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _done, pending = await asyncio.wait(pending, timeout=retry_s)
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
 def device_id_for(settings: MqttSettings, hostname: str | None = None) -> str:

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from voiced.control.hooks import HookRunner, load_hooks
 from voiced.control.http_api import HttpServer, start_http
 from voiced.control.metrics import Metrics
-from voiced.control.mqtt import MqttBridge, MqttPublisher, cancel_and_wait
+from voiced.control.mqtt import MqttBridge, MqttPublisher
 from voiced.control.surface import AssistantSurface
 from voiced.settings import Settings
+from voiced.tasks import cancel_and_wait
 
 BRIDGE_STOP_RETRY_S = 2.0
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args, get_type_hints
 
 import voiced
+from voiced import settings as runtime_settings
 from voiced.errors import ConfigError
 
 __all__ = [
@@ -52,7 +53,7 @@ class AsrSettings:
     """"cpu", "cuda" or "auto"."""
     compute_type: str = "int8"
     """CTranslate2 compute type."""
-    cpu_threads: int = 1
+    cpu_threads: int = runtime_settings.AsrSettings().cpu_threads
     """CTranslate2 intra-op threads; 0 lets it choose."""
 
 
@@ -61,7 +62,7 @@ class SlmSettings:
     device: str = "cpu"
     compute_type: str = "int8"
     """"int8" on CPU, "int8_float16" on CUDA."""
-    intra_threads: int = 1
+    intra_threads: int = runtime_settings.SlmSettings().intra_threads
     """Threads within one operation; 0 lets the runtime choose."""
 
 
