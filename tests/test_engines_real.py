@@ -199,3 +199,19 @@ def test_whisper_without_vocabulary_still_hears_silence_as_nothing(
     assert plain.transcribe(bytes(PIPELINE_RATE_HZ * 2)).text == ""
     heard = plain.transcribe(compose(tts, [0.3, "What time is it?", 0.15]))
     assert heard.trimmed and normalize(heard.text) == normalize("What time is it?")
+
+
+def test_prepared_phrases_play_without_a_fresh_synthesis(tts: PiperTts) -> None:
+    phrases = ("Kettle boiled.", "Door locked.")
+    tts.prepare_phrases("test", phrases)
+    prepared = {phrase: list(tts.synthesize(phrase)) for phrase in phrases}
+    # Speech synthesised with sampling noise differs run to run, so equal audio
+    # on a second read shows it came from the cache.
+    assert all(list(tts.synthesize(p)) == audio for p, audio in prepared.items())
+    assert all(sum(map(len, audio)) > 0.3 * tts.sample_rate_hz * 2 for audio in prepared.values())
+    # Re-pinning keeps what is already there and drops what is no longer wanted.
+    tts.prepare_phrases("test", ("Door locked.",))
+    assert tts.phrases.pinned("test") == {"Door locked."}
+    assert list(tts.synthesize("Door locked.")) == prepared["Door locked."]
+    with pytest.raises(ValueError, match="1-48 characters"):
+        tts.prepare_phrases("test", ("x" * 49,))

@@ -137,3 +137,38 @@ def test_first_words_go_early_only_while_the_model_writes(
     first_words = Settings().tts.first_chunk_max_words
     assert len(synthesised[1].split()) <= first_words < len(turns[1].reply.split())
     assert turns[1].reply.startswith(synthesised[1])
+
+
+def test_the_time_reply_is_ready_before_the_question(
+    engines: Engines, tts: PiperTts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While idle the assistant synthesises the clock replies, so the answers to
+    "what time is it?" and "what day is it?" play from the phrase cache instead of
+    being synthesised (the date whole, not cut at its comma)."""
+    fresh: list[str] = []
+    real_fresh = tts._synthesize_fresh
+
+    def recording(text: str, *args: object, **kwargs: object) -> object:
+        fresh.append(text)
+        return real_fresh(text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tts, "_synthesize_fresh", recording)
+    speech = compose(tts, [0.6, "What time is it?", 1.5, "What day is it?", 1.5])
+    fresh.clear()
+    run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=False)
+    turns = voice_turns(run)
+    assert [(t.intent, t.outcome) for t in turns] == [("time", "answered"), ("day", "answered")]
+    for turn in turns:
+        assert turn.reply in tts.phrases.pinned("clock")
+        assert fresh.count(turn.reply) <= 1, "synthesised at most once, ahead of the question"
+    assert not any(text.endswith(",") for text in fresh), "the date is never cut at its comma"
+    assert rms(run.output) > 0
+    # Turned off, the clock replies are not prepared by the assistant.
+    settings = dataclasses.replace(
+        Settings(), tts=dataclasses.replace(Settings().tts, prepare_clock_replies=False)
+    )
+    tts.phrases.pin("clock", {})
+    run = run_pipeline(engines, settings, compose(tts, [0.6, "Turn it up.", 1.0]), tmp_path,
+                       wake_mode=False, realtime=False)  # fmt: skip
+    assert [t.intent for t in voice_turns(run)] == ["volume_up"]
+    assert tts.phrases.pinned("clock") == frozenset()

@@ -114,7 +114,7 @@ def warm_up(engines: Engines, system_prompt: str) -> None:
     if engines.asr is not None:
         engines.asr.transcribe(bytes(16_000 * 2))
     if engines.tts is not None:
-        engines.tts.prepare_phrases(FIXED_REPLIES)
+        engines.tts.prepare_phrases("fixed", FIXED_REPLIES)
     if engines.slm is not None:
         engines.slm.reply(system_prompt, [{"role": "user", "content": "Hi"}], max_tokens=2)
 

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from voiced.engines.phrase_cache import PhraseCache
 from voiced.errors import EngineError, ModelError
 from voiced.settings import TtsSettings
-
-PHRASE_MAX_CHARS = 48
-"""Replies this short are kept once synthesised: intent replies ("Louder.", "Timer
-cancelled.") recur, and replaying them saves the 60-130 ms a synthesis costs."""
-PHRASE_CACHE_ENTRIES = 64
-"""At most this many phrases (under 3 s of audio each, so under 9 MB in all)."""
 
 
 class PiperTts:
@@ -47,8 +41,7 @@ class PiperTts:
         self.repeatable_config = SynthesisConfig(
             length_scale=settings.length_scale, noise_scale=0.0, noise_w_scale=0.0
         )
-        self._phrases: OrderedDict[str, list[bytes]] = OrderedDict()
-        self._phrases_lock = threading.Lock()
+        self.phrases = PhraseCache()
 
     @property
     def sample_rate_hz(self) -> int:
@@ -62,43 +55,42 @@ class PiperTts:
 
         Short phrases come from the phrase cache when they were said before.
         """
-        cacheable = not repeatable and len(text) <= PHRASE_MAX_CHARS
-        cached = self._cached(text) if cacheable else None
+        cacheable = not repeatable and self.phrases.accepts(text)
+        cached = self.phrases.get(text) if cacheable else None
         if cached is not None:
             yield from cached
             return
         chunks: list[bytes] = []
+        for chunk in self._synthesize_fresh(text, cancel, repeatable=repeatable):
+            chunks.append(chunk)
+            yield chunk
+        if cacheable and not (cancel is not None and cancel.is_set()):
+            self.phrases.remember(text, chunks)
+
+    def _synthesize_fresh(
+        self, text: str, cancel: threading.Event | None, *, repeatable: bool
+    ) -> Iterator[bytes]:
         try:
             config = self.repeatable_config if repeatable else self.syn_config
             for chunk in self.voice.synthesize(text, syn_config=config):
                 if cancel is not None and cancel.is_set():
                     return
-                chunks.append(chunk.audio_int16_bytes)
                 yield chunk.audio_int16_bytes
         except (RuntimeError, ValueError) as err:
             raise EngineError(f"speech synthesis failed: {err}") from err
-        if cacheable:
-            self._remember(text, chunks)
 
-    def prepare_phrases(self, phrases: Sequence[str]) -> None:
-        """Synthesise ``phrases`` into the phrase cache now (blocking)."""
+    def prepare_phrases(self, group: str, phrases: Sequence[str]) -> None:
+        """Synthesise ``phrases`` now (blocking) and pin them as the whole of
+        ``group`` in the phrase cache; a phrase already cached is not redone."""
+        prepared: dict[str, list[bytes]] = {}
         for phrase in phrases:
-            for _chunk in self.synthesize(phrase):
-                pass
-
-    def _cached(self, text: str) -> list[bytes] | None:
-        with self._phrases_lock:
-            chunks = self._phrases.get(text)
-            if chunks is not None:
-                self._phrases.move_to_end(text)
-            return chunks
-
-    def _remember(self, text: str, chunks: list[bytes]) -> None:
-        with self._phrases_lock:
-            self._phrases[text] = chunks
-            self._phrases.move_to_end(text)
-            while len(self._phrases) > PHRASE_CACHE_ENTRIES:
-                self._phrases.popitem(last=False)
+            if not self.phrases.accepts(phrase):
+                raise ValueError(f"a prepared phrase must be 1-48 characters: {phrase!r}")
+            cached = self.phrases.get(phrase)
+            prepared[phrase] = cached or list(
+                self._synthesize_fresh(phrase, None, repeatable=False)
+            )
+        self.phrases.pin(group, prepared)
 
     def synthesize_all(self, text: str, *, repeatable: bool = False) -> bytes:
         return b"".join(self.synthesize(text, repeatable=repeatable))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 
 from voiced.intents.base import AssistantControls, IntentMatch
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December")  # fmt: skip
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
 VOLUME_STEP = 0.2
 MAX_TIMER_S = 24 * 3600
@@ -25,6 +28,28 @@ _DAY = re.compile(r"\bwhat(?:s| is)? (?:the )?(?:day|date)\b|\bwhat day is it\b"
 _STOP = re.compile(r"^(?:stop|cancel|never ?mind|be quiet|shut up|quiet|that's all|nothing)$")
 _LOUDER = re.compile(r"\b(?:louder|volume up|turn (?:it |the volume )?up|speak up)\b")
 _QUIETER = re.compile(r"\b(?:quieter|softer|volume down|turn (?:it |the volume )?down)\b")
+
+
+def time_reply(hour: int, minute: int) -> str:
+    suffix = "AM" if hour < 12 else "PM"
+    hour12 = hour % 12 or 12
+    spoken = f"{hour12} o'clock" if minute == 0 else f"{hour12}:{minute:02d}"
+    return f"It is {spoken} {suffix}."
+
+
+def day_reply(weekday: int, day: int, month: int) -> str:
+    return f"Today is {WEEKDAYS[weekday]}, {MONTHS[month - 1]} {day}."
+
+
+def clock_replies(now_s: float) -> tuple[str, ...]:
+    """The time replies for this minute and the next, and today's date reply:
+    what the time and day intents would say around ``now_s`` (local time)."""
+    this_minute, next_minute = time.localtime(now_s), time.localtime(now_s + 60)
+    return (
+        time_reply(this_minute.tm_hour, this_minute.tm_min),
+        time_reply(next_minute.tm_hour, next_minute.tm_min),
+        day_reply(this_minute.tm_wday, this_minute.tm_mday, this_minute.tm_mon),
+    )
 
 
 def _spoken_duration(amount: int, unit: str) -> str:
@@ -66,18 +91,13 @@ class BuiltinIntents:
         if not _TIME.search(text):
             return None
         hour, minute, *_ = controls.local_time()
-        suffix = "AM" if hour < 12 else "PM"
-        hour12 = hour % 12 or 12
-        spoken = f"{hour12} o'clock" if minute == 0 else f"{hour12}:{minute:02d}"
-        return IntentMatch("time", f"It is {spoken} {suffix}.")
+        return IntentMatch("time", time_reply(hour, minute))
 
     def _day(self, text: str, controls: AssistantControls) -> IntentMatch | None:
         if not _DAY.search(text):
             return None
         _, _, weekday, day, month = controls.local_time()
-        months = ["January", "February", "March", "April", "May", "June", "July", "August",
-                  "September", "October", "November", "December"]  # fmt: skip
-        return IntentMatch("day", f"Today is {WEEKDAYS[weekday]}, {months[month - 1]} {day}.")
+        return IntentMatch("day", day_reply(weekday, day, month))
 
     def _stop(self, text: str, controls: AssistantControls) -> IntentMatch | None:
         if not _STOP.match(text):

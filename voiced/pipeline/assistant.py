@@ -26,6 +26,7 @@ from voiced.errors import VoicedError
 from voiced.intents.base import IntentHandler
 from voiced.intents.builtin import BuiltinIntents
 from voiced.pipeline.chunker import ChunkerSettings, SpeechChunker
+from voiced.pipeline.clock_phrases import ClockPhrases
 from voiced.pipeline.endpointer import (
     Endpointer,
     EndpointerSettings,
@@ -99,6 +100,10 @@ class Assistant:
         self._preroll: deque[bytes] = deque(maxlen=PREROLL_MS // 10)
         self._wake_batch = bytearray()
         self._errors_log = RateLimitedLog(_LOGGER)
+        self._clock_phrases = (
+            ClockPhrases(engines.tts, self.workers.tts, self._errors_log)
+            if settings.tts.prepare_clock_replies else None
+        )  # fmt: skip
         self._playback_epoch = 0
         """Bumped by barge-in and stop: audio of an earlier epoch never plays."""
         self._turn_task: asyncio.Task[None] | None = None
@@ -171,6 +176,7 @@ class Assistant:
             return
         if state is State.IDLE:
             self._preroll.append(frame.pcm)
+            self._prepare_clock_replies()
             if heard.wake:
                 self._start_listening(wake=True)
                 return
@@ -197,6 +203,11 @@ class Assistant:
             self.workers.listen, lambda: self.listener.hear(
                 pcm, score_wake=score_wake, detect_speech=detect_speech),
         )  # fmt: skip
+
+    def _prepare_clock_replies(self) -> None:
+        now_s = time.time()
+        if self._clock_phrases is not None and self._clock_phrases.due(now_s):
+            self._hold(asyncio.create_task(self._clock_phrases.prepare(now_s)))
 
     def _idle_hear(self, speech: bool, frame: AudioFrame) -> None:
         if self._announcements:
@@ -392,24 +403,32 @@ class Assistant:
                 self.sink.clear()
         chunks: asyncio.Queue[str | None] = asyncio.Queue()
         speak_task = asyncio.create_task(self._speak(turn, chunks, committed)) if speak else None
-        # Cutting the first sentence short only helps while the model is still
-        # writing it; a reply known in full is spoken whole.
-        max_words = self.settings.tts.first_chunk_max_words if response.streamed else 0
-        chunker = SpeechChunker(ChunkerSettings(first_chunk_max_words=max_words))
+        # A model's reply is cut into clauses as it streams, so speech starts while
+        # the model still writes. A reply known in full (an intent's) is spoken as
+        # one piece: it keeps its intonation, and a short one plays straight from
+        # the phrase cache ("Today is Friday, November 27." cut at the comma would not).
+        chunker = SpeechChunker(
+            ChunkerSettings(first_chunk_max_words=self.settings.tts.first_chunk_max_words)
+        ) if response.streamed else None  # fmt: skip
         reply: list[str] = []
+
+        def queue_chunk(chunk: str) -> None:
+            turn.first_chunk_ms = turn.first_chunk_ms or self.now_ms()
+            chunks.put_nowait(chunk)
+
         try:
             async for delta in response.deltas:
                 if turn.first_token_ms is None:
                     turn.first_token_ms = self.now_ms()
                 reply.append(delta)
-                for chunk in chunker.feed(delta):
-                    turn.first_chunk_ms = turn.first_chunk_ms or self.now_ms()
-                    chunks.put_nowait(chunk)
-            for chunk in chunker.flush():
-                turn.first_chunk_ms = turn.first_chunk_ms or self.now_ms()
-                chunks.put_nowait(chunk)
+                if chunker is not None:
+                    for chunk in chunker.feed(delta):
+                        queue_chunk(chunk)
+            whole = "".join(reply).strip()
+            for chunk in chunker.flush() if chunker is not None else [whole] if whole else []:
+                queue_chunk(chunk)
             chunks.put_nowait(None)
-            turn.reply = "".join(reply).strip()
+            turn.reply = whole
             self._emit(EventType.INTENT_END, turn_id=turn.turn_id, reply=turn.reply,
                        intent=turn.intent, slots=turn.slots)  # fmt: skip
             if speak_task is not None:
