@@ -25,10 +25,11 @@ SETTINGS = EndpointerSettings(
 
 
 def feed(ep: Endpointer, pattern: str, frame_ms: float = 10.0) -> list[EndpointEvent]:
-    """``pattern`` of 'S' (speech) and '.' (silence) frames; spaces are ignored."""
+    """``pattern`` of 'S' (speech), '.' (silence) and 'q' (the VAD still says speech,
+    the level is at the noise floor: its hangover) frames; spaces are ignored."""
     events: list[EndpointEvent] = []
     for ch in pattern.replace(" ", ""):
-        events += ep.process(ch == "S", frame_ms)
+        events += ep.process(ch in "Sq", frame_ms, quiet=ch == "q")
     return events
 
 
@@ -53,6 +54,23 @@ def test_command_start_speculative_end_and_end_positions() -> None:
     assert end.speech_start_ms == 200 and end.speech_end_ms == 1000
     assert ep.done and not ep.in_speech
     assert feed(ep, speech(1000)) == []  # done until reset
+
+
+def test_quiet_frames_start_the_speculative_end_but_not_the_end() -> None:
+    ep = Endpointer(SETTINGS)
+    events = feed(ep, speech(800) + "q" * 8 + silence(600))
+    assert [e.type for e in events] == [E.SPEECH_START, E.SPECULATIVE_END, E.SPEECH_END]
+    _, spec, end = events
+    assert spec.position_sample == (800 + 150) * 16, "quiet counts from the last loud frame"
+    assert end.position_sample == (800 + 80 + 500) * 16, "the end waits for the VAD's silence"
+    assert end.speech_end_sample == (800 + 80) * 16
+
+
+def test_only_loud_speech_resumes_a_speculative_end() -> None:
+    ep = Endpointer(SETTINGS)
+    events = feed(ep, speech(500) + "q" * 20 + silence(50) + "q" * 5)
+    assert [e.type for e in events] == [E.SPEECH_START, E.SPECULATIVE_END]
+    assert [e.type for e in feed(ep, speech(10))] == [E.SPEECH_RESUMED]
 
 
 def test_short_blips_are_ignored() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from voiced.audio.format import PIPELINE_RATE_HZ
-from voiced.engines.asr import WhisperAsr
+from voiced.engines.asr import TranscriptionAbandoned, WhisperAsr
 from voiced.engines.loader import Engines
 from voiced.engines.slm import SlmEngine
 from voiced.engines.tts import PiperTts
@@ -215,3 +215,15 @@ def test_prepared_phrases_play_without_a_fresh_synthesis(tts: PiperTts) -> None:
     assert list(tts.synthesize("Door locked.")) == prepared["Door locked."]
     with pytest.raises(ValueError, match="1-48 characters"):
         tts.prepare_phrases("test", ("x" * 49,))
+
+
+def test_whisper_skips_decoding_a_transcript_no_longer_wanted(
+    engines: Engines, tts: PiperTts
+) -> None:
+    assert engines.asr is not None
+    speech = compose(tts, [0.3, "What time is it?", 0.15])
+    abandon = threading.Event()
+    assert normalize(engines.asr.transcribe(speech, abandon=abandon).text) == "what time is it"
+    abandon.set()
+    with pytest.raises(TranscriptionAbandoned):
+        engines.asr.transcribe(speech, abandon=abandon)

@@ -122,6 +122,10 @@ class ListenSettings:
     turn commits early only once that transcription is done (60 ms + ~150 ms of
     silence) and reads as complete. 60 instead of 100 took the benchmark median
     from 572 to 498 ms."""
+    speculate_on_quiet: bool = True
+    """Also count frames whose level is down at the noise floor as silence for the
+    speculative turn, which then need not wait out the VAD's 60-90 ms hangover
+    (see voiced/pipeline/quiet.py). The end of the utterance is still the VAD's."""
     silence_end_ms: int = 480
     max_speech_ms: int = 15000
     no_speech_timeout_ms: int = 5000

@@ -11,6 +11,7 @@ Two paths:
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,10 @@ noise and hum 0.48-0.88, where they decode to command words ("Volume down.")."""
 NO_SPEECH_MAX_UNPROMPTED = 0.6
 """The same without a vocabulary prompt (faster-whisper's threshold; speech scored
 at most 0.42, silence and noise at least 0.93)."""
+
+
+class TranscriptionAbandoned(Exception):
+    """The caller stopped wanting the transcript (speech resumed) before decoding."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +98,14 @@ class WhisperAsr:
         return prompt, list(get_suppressed_tokens(tokenizer, (-1,)) or ()), tokenizer
 
     def transcribe(
-        self, pcm: bytes, *, trimmed: bool | None = None, careful: bool = False
-    ) -> Transcript:
+        self, pcm: bytes, *, trimmed: bool | None = None, careful: bool = False,
+        abandon: threading.Event | None = None,
+    ) -> Transcript:  # fmt: skip
         """``careful`` widens the trimmed window's margin: slower, fewer misheard
-        endings; for a second pass over an utterance whose first pass looked cut off."""
+        endings; for a second pass over an utterance whose first pass looked cut off.
+        ``abandon``, set before decoding starts, raises TranscriptionAbandoned: a
+        speculative transcript that resumed speech made unwanted frees the thread
+        without paying for the decoding (over half the cost)."""
         started = time.perf_counter()
         audio = pcm_to_float32(pcm)
         if audio.size < MIN_AUDIO_SAMPLES:
@@ -104,7 +113,7 @@ class WhisperAsr:
         use_trimmed = self.settings.trim_window if trimmed is None else trimmed
         try:
             margin = WIDE_MARGIN_FRAMES if careful else WINDOW_MARGIN_FRAMES
-            text = self._trimmed(audio, margin) if use_trimmed else None
+            text = self._trimmed(audio, margin, abandon) if use_trimmed else None
             if text is None:
                 text, use_trimmed = self._stock(audio), False
         except (RuntimeError, ValueError) as err:
@@ -122,7 +131,9 @@ class WhisperAsr:
         # The segments are a lazy generator: consume it here, in this thread.
         return "".join(segment.text for segment in segments).strip()
 
-    def _trimmed(self, audio: np.ndarray, margin_frames: int) -> str | None:
+    def _trimmed(
+        self, audio: np.ndarray, margin_frames: int, abandon: threading.Event | None
+    ) -> str | None:
         """Transcript from a window just long enough for ``audio``; None when unsure."""
         features = self.model.feature_extractor(audio)
         content = features.shape[-1]
@@ -132,6 +143,8 @@ class WhisperAsr:
         padded = np.zeros((features.shape[0], window), dtype=features.dtype)
         padded[:, :content] = features[:, :window]
         encoded = self.model.encode(padded)
+        if abandon is not None and abandon.is_set():
+            raise TranscriptionAbandoned
         cap = 6 + int(audio.size / PIPELINE_RATE_HZ * TOKENS_PER_SECOND_CAP)
         result = self.model.model.generate(
             encoded, [self._prompt], beam_size=self.settings.trimmed_beam_size,

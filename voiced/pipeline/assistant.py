@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import gc
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from voiced.pipeline.endpointer import (
 )
 from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.listener import Heard, Listener
+from voiced.pipeline.quiet import QuietGate
 from voiced.pipeline.responder import Responder
 from voiced.pipeline.speaker import Speaker
 from voiced.pipeline.state import State, StateMachine, Trigger
@@ -75,7 +77,10 @@ class Assistant:
         gc.collect()
         gc.freeze()
         self.machine = StateMachine()
-        self.listener = Listener(engines.wake, WebRtcVad(settings.listen.vad_aggressiveness))
+        self.listener = Listener(
+            engines.wake, WebRtcVad(settings.listen.vad_aggressiveness),
+            QuietGate() if settings.listen.speculate_on_quiet else None,
+        )  # fmt: skip
         listen = settings.listen
         self._idle_endpointer = Endpointer(_endpointer_settings(settings, timeout_ms=None))
         self._wake_endpointer = Endpointer(
@@ -185,7 +190,8 @@ class Assistant:
             return
         if state is State.LISTENING:
             self._utterance += frame.pcm
-            for event in self.endpointer.process(heard.speech, frame.duration_ms):
+            events = self.endpointer.process(heard.speech, frame.duration_ms, quiet=heard.quiet)
+            for event in events:
                 self._on_endpoint(event)
 
     async def _hear(self, pcm: bytes, score_wake: bool, detect_speech: bool) -> Heard:
@@ -379,8 +385,17 @@ class Assistant:
 
     async def _transcribe(self, turn: TurnRecord, audio: bytes, *, accurate: bool) -> str:
         loop = asyncio.get_running_loop()
-        transcribe = functools.partial(self.asr.transcribe, audio, careful=accurate)
-        result = await loop.run_in_executor(self.workers.asr, transcribe)
+        abandon = threading.Event()
+        transcribe = functools.partial(
+            self.asr.transcribe, audio, careful=accurate, abandon=abandon
+        )
+        try:
+            result = await loop.run_in_executor(self.workers.asr, transcribe)
+        except asyncio.CancelledError:
+            # The thread cannot be interrupted, but it can skip decoding what is no
+            # longer wanted, so the next transcription waits less for the thread.
+            abandon.set()
+            raise
         turn.asr_done_ms = self.now_ms()
         turn.transcript = result.text
         self._emit(EventType.STT_END, turn_id=turn.turn_id, text=result.text,

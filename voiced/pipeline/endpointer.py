@@ -1,15 +1,18 @@
 """Voice-command endpointing from per-frame VAD decisions and audio durations.
 
 In the spirit of Home Assistant's ``VoiceCommandSegmenter``: fed
-``(is_speech, duration_ms)`` for each frame, it never reads the clock, so tests
-feed durations and never sleep. Positions are stream samples at 16 kHz,
-counted from the position given to :meth:`Endpointer.reset`.
+``(is_speech, duration_ms, quiet)`` for each frame, it never reads the clock, so
+tests feed durations and never sleep. ``quiet`` (the level is at the noise floor)
+counts as silence for the speculative end only: the VAD's hangover holds
+``is_speech`` for 60-90 ms after the last word, the level falls at once.
+Positions are stream samples at 16 kHz, counted from the position given to
+:meth:`Endpointer.reset`.
 
 Timeline of one command::
 
     wake ... speech >= speech_start_ms          -> SPEECH_START
-         ... silence >= speculative_silence_ms  -> SPECULATIVE_END (run ASR early)
-         ... speech again                       -> SPEECH_RESUMED (drop that result)
+         ... silence or quiet >= speculative_silence_ms -> SPECULATIVE_END (run ASR early)
+         ... speech again, not quiet            -> SPEECH_RESUMED (drop that result)
          ... silence >= silence_end_ms          -> SPEECH_END
     or  no speech for timeout_no_speech_ms      -> TIMEOUT
     or  speech_start + max_speech_ms            -> SPEECH_END (forced=True)
@@ -134,6 +137,8 @@ class Endpointer:
         self._run_start: int | None = None
         self._speech_start = start_sample
         self._speech_end = start_sample
+        self._voiced_end = start_sample
+        """End of the last frame that was speech and not quiet."""
         self._silence = 0
 
     @property
@@ -150,8 +155,11 @@ class Endpointer:
         """SPEECH_END or TIMEOUT happened; call reset() for the next command."""
         return self._state is _State.DONE
 
-    def process(self, is_speech: bool, duration_ms: float) -> list[EndpointEvent]:
-        """One frame's VAD decision and duration; returns the events it caused (usually none)."""
+    def process(
+        self, is_speech: bool, duration_ms: float, *, quiet: bool = False
+    ) -> list[EndpointEvent]:
+        """One frame's VAD decision, duration and whether its level is at the noise
+        floor; returns the events it caused (usually none)."""
         if not duration_ms >= 0:
             raise ValueError(f"duration_ms must be >= 0, got {duration_ms!r}")
         begin = self._position
@@ -160,7 +168,7 @@ class Endpointer:
             return []
         if self._state is _State.WAITING:
             return self._process_waiting(is_speech, begin)
-        return self._process_speech(is_speech)
+        return self._process_speech(is_speech, quiet)
 
     def _process_waiting(self, is_speech: bool, begin: int) -> list[EndpointEvent]:
         if is_speech:
@@ -169,7 +177,7 @@ class Endpointer:
             if self._position - self._run_start >= self._start:
                 self._state = _State.SPEECH
                 self._speech_start = self._run_start
-                self._speech_end = self._position
+                self._speech_end = self._voiced_end = self._position
                 self._silence = 0
                 return [self._event(EndpointEventType.SPEECH_START)]
         else:
@@ -179,16 +187,18 @@ class Endpointer:
             return [EndpointEvent(EndpointEventType.TIMEOUT, self._position)]
         return []
 
-    def _process_speech(self, is_speech: bool) -> list[EndpointEvent]:
+    def _process_speech(self, is_speech: bool, quiet: bool) -> list[EndpointEvent]:
         events: list[EndpointEvent] = []
         if is_speech:
             self._silence = 0
             self._speech_end = self._position
+        else:
+            self._silence = self._position - self._speech_end
+        if is_speech and not quiet:
+            self._voiced_end = self._position
             if self._state is _State.SPECULATIVE:
                 self._state = _State.SPEECH
                 events.append(self._event(EndpointEventType.SPEECH_RESUMED))
-        else:
-            self._silence = self._position - self._speech_end
         elapsed = self._position - self._speech_start
         if elapsed >= self._max:
             self._state = _State.DONE
@@ -201,7 +211,7 @@ class Endpointer:
         elif (
             self._state is _State.SPEECH
             and self._speculative is not None
-            and self._silence >= self._speculative
+            and self._position - self._voiced_end >= self._speculative
         ):
             self._state = _State.SPECULATIVE
             events.append(self._event(EndpointEventType.SPECULATIVE_END))

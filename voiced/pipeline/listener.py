@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voiced.engines.wake import WakeWordDetector
+from voiced.pipeline.quiet import QuietGate
 from voiced.pipeline.vad import WebRtcVad
 
 
@@ -14,6 +15,8 @@ class Heard:
     """The wake word ended on this frame."""
     speech: bool
     """The frame holds speech (webrtcvad)."""
+    quiet: bool = False
+    """The frame's level is down at the noise floor (see voiced.pipeline.quiet)."""
 
 
 class Listener:
@@ -24,9 +27,12 @@ class Listener:
     assistant does not trigger on its own voice.
     """
 
-    def __init__(self, wake: WakeWordDetector | None, vad: WebRtcVad) -> None:
+    def __init__(
+        self, wake: WakeWordDetector | None, vad: WebRtcVad, quiet: QuietGate | None = None
+    ) -> None:
         self.wake = wake
         self.vad = vad
+        self.quiet = quiet
         self._wake_dirty = False
         if wake is not None:
             wake.reset()  # a new stream: nothing carried over from an earlier one
@@ -41,5 +47,7 @@ class Listener:
                 # Frames were skipped: stale partial scores must not join new audio.
                 self.wake.reset()
                 self._wake_dirty = False
-        speech = self.vad.is_speech(pcm) if detect_speech else False
-        return Heard(wake=wake, speech=speech)
+        if not detect_speech:
+            return Heard(wake=wake, speech=False)
+        quiet = self.quiet is not None and self.quiet.is_quiet(pcm)
+        return Heard(wake=wake, speech=self.vad.is_speech(pcm), quiet=quiet)
