@@ -26,7 +26,7 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "trim_window": False, "trimmed_beam_size": 4, "vocabulary_prompt": "Kitchen light.",
     },
     "tts": {"voice": "my-voice", "path": "/opt/v.onnx", "use_cuda": True, "length_scale": 1.25,
-            "first_chunk_max_words": 8},
+            "first_chunk_max_words": 8, "prepare_clock_replies": False},
     "slm": {
         "model": "my-slm", "path": "/opt/slm", "device": "auto", "compute_type": "int8_float32",
         "intra_threads": 2, "max_reply_tokens": 128, "memory_tokens": 100,
@@ -37,7 +37,7 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "vad_aggressiveness": 1, "speech_start_ms": 90, "speculative_silence_ms": 200,
         "silence_end_ms": 600, "max_speech_ms": 10000, "no_speech_timeout_ms": 4000,
         "follow_up_window_ms": 3000, "barge_in": False, "barge_in_on_speech": True,
-        "early_commit": False,
+        "early_commit": False, "speculate_on_quiet": False,
     },
     "audio": {"input": "hw:1", "output": "hw:2", "volume": 0.5, "mic_lost_exit_s": 120.0},
     "http": {"listen": "127.0.0.1:8400", "token": "secret"},
