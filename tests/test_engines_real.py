@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import jiwer
@@ -12,7 +13,7 @@ import pytest
 from voiced.audio.format import PIPELINE_RATE_HZ
 from voiced.engines.asr import TranscriptionAbandoned, WhisperAsr
 from voiced.engines.loader import Engines
-from voiced.engines.slm import SlmEngine
+from voiced.engines.slm import MAX_PAUSE_S, SlmEngine
 from voiced.engines.tts import PiperTts
 from voiced.engines.wake import WakeWordDetector
 from voiced.intents.normalize import normalize
@@ -142,6 +143,37 @@ def test_slm_cancel_stops_generation(slm: SlmEngine, story_deltas: list[str]) ->
     stream = slm.stream_reply(DEFAULT_SYSTEM_PROMPT, STORY, max_tokens=STORY_TOKENS,
                               cancel=cancelled_before)  # fmt: skip
     assert list(stream) == []
+
+
+def test_slm_makes_no_progress_while_paused_and_then_finishes(
+    slm: SlmEngine, story_deltas: list[str]
+) -> None:
+    """Cleared, ``proceed`` holds generation between tokens (for under MAX_PAUSE_S);
+    set again, the reply goes on to the same text as an unpaused one."""
+    proceed = threading.Event()
+    proceed.set()
+    deltas: list[str] = []
+    two_in = threading.Event()
+
+    def consume() -> None:
+        stream = slm.stream_reply(DEFAULT_SYSTEM_PROMPT, STORY, max_tokens=STORY_TOKENS,
+                                  proceed=proceed)  # fmt: skip
+        for delta in stream:
+            deltas.append(delta)
+            if len(deltas) == 2:
+                proceed.clear()
+                two_in.set()
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    assert two_in.wait(60)
+    time.sleep(MAX_PAUSE_S * 0.3)  # what was made before the pause arrives
+    paused_at = len(deltas)
+    time.sleep(MAX_PAUSE_S * 0.3)
+    assert len(deltas) == paused_at < len(story_deltas), "nothing is made while paused"
+    proceed.set()
+    consumer.join(60)
+    assert "".join(deltas) == "".join(story_deltas)
 
 
 def test_slm_respects_max_tokens(slm: SlmEngine) -> None:

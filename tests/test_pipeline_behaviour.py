@@ -15,6 +15,7 @@ from voiced.engines.loader import Engines
 from voiced.engines.tts import PiperTts
 from voiced.intents.normalize import normalize
 from voiced.pipeline.events import EventType
+from voiced.pipeline.responder import Responder, Response
 from voiced.settings import Settings, SlmSettings
 from voiced.speech_synth import compose
 
@@ -172,3 +173,38 @@ def test_the_time_reply_is_ready_before_the_question(
                        wake_mode=False, realtime=False)  # fmt: skip
     assert [t.intent for t in voice_turns(run)] == ["volume_up"]
     assert tts.phrases.pinned("clock") == frozenset()
+
+
+def test_the_model_waits_while_the_first_words_are_synthesised(
+    engines: Engines, tts: PiperTts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On two cores the language model would slow the synthesis of the first words,
+    which the user is waiting for; it is paused then, and runs during the rest."""
+    responses: list[Response] = []
+    real_respond = Responder.respond
+
+    def keeping(self: Responder, text: str, now_s: float) -> Response:
+        responses.append(real_respond(self, text, now_s))
+        return responses[-1]
+
+    generating_during: list[tuple[str, bool]] = []
+    real_synthesize = tts.synthesize
+
+    def recording(text: str, *args: object, **kwargs: object) -> object:
+        proceed = responses[-1].proceed if responses else None
+        generating_during.append((text, proceed is not None and proceed.is_set()))
+        return real_synthesize(text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Responder, "respond", keeping)
+    monkeypatch.setattr(tts, "synthesize", recording)
+    speech = compose(tts, [0.4, "Why is the sky blue?", 1.5])
+    generating_during.clear()
+    run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=False)
+    (turn,) = voice_turns(run)
+    assert turn.intent is None and turn.outcome == "answered"
+    assert len(generating_during) >= 2, generating_during
+    (first_words, generating), *rest = generating_during
+    assert not generating, "paused while the first words are synthesised"
+    assert all(generating for _, generating in rest), "running while the rest is"
+    assert turn.reply.startswith(first_words)
+    assert responses[-1].proceed is not None and responses[-1].proceed.is_set(), "left running"

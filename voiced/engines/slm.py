@@ -12,11 +12,17 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from voiced.errors import EngineError, ModelError
 from voiced.settings import SlmSettings
 
 Message = dict[str, str]
+MAX_PAUSE_S = 1.0
+"""Longest a paused generation waits before going on regardless: a pause is a
+preference for the CPU, never a way to stall a reply."""
+PAUSE_POLL_S = 0.02
+"""How often a paused generation looks whether it was cancelled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +75,25 @@ class SlmEngine:
 
     def stream_reply(
         self, system_prompt: str, history: list[Message], *, max_tokens: int,
-        cancel: threading.Event | None = None,
+        cancel: threading.Event | None = None, proceed: threading.Event | None = None,
     ) -> Iterator[str]:  # fmt: skip
         """Text deltas of the assistant's reply, stopping at the end-of-turn token.
 
         The system prompt is passed as CTranslate2's ``static_prompt`` so the model
-        state after it is computed once and reused on every turn.
+        state after it is computed once and reused on every turn. While ``proceed``
+        is clear, generation waits between tokens (at most MAX_PAUSE_S at a time),
+        leaving the CPU to speech synthesis.
         """
+
+        def between_tokens(_step: Any) -> bool:
+            # Runs in CTranslate2's own thread, so waiting here pauses generation;
+            # returning True ends it at once when the reply is cancelled.
+            if proceed is not None:
+                for _ in range(round(MAX_PAUSE_S / PAUSE_POLL_S)):
+                    if proceed.wait(PAUSE_POLL_S) or (cancel is not None and cancel.is_set()):
+                        break
+            return cancel is not None and cancel.is_set()
+
         system = [{"role": "system", "content": system_prompt}]
         static_text = self.render(system, add_generation_prompt=False)
         full_text = self.render(system + history)
@@ -86,6 +104,7 @@ class SlmEngine:
             static_prompt=self._tokens(static_text) or None,
             max_length=max_tokens, sampling_topk=1,
             end_token=[self.special.end_of_turn_token, self.special.eos_token],
+            callback=between_tokens,
         )  # fmt: skip
         ids: list[int] = []
         emitted = ""

@@ -417,7 +417,14 @@ class Assistant:
             if match.stop_speaking:
                 self.sink.clear()
         chunks: asyncio.Queue[str | None] = asyncio.Queue()
-        speak_task = asyncio.create_task(self._speak(turn, chunks, committed)) if speak else None
+        # The language model waits while the first words are synthesised: on two
+        # cores it would otherwise halve the speed of the synthesis the user is
+        # waiting for (first words measured at 100-176 ms in the pipeline against
+        # 60-107 ms alone), while the rest of the reply is not yet needed.
+        proceed = response.proceed if speak else None
+        speak_task = (
+            asyncio.create_task(self._speak(turn, chunks, committed, proceed)) if speak else None
+        )
         # A model's reply is cut into clauses as it streams, so speech starts while
         # the model still writes. A reply known in full (an intent's) is spoken as
         # one piece: it keeps its intonation, and a short one plays straight from
@@ -428,7 +435,10 @@ class Assistant:
         reply: list[str] = []
 
         def queue_chunk(chunk: str) -> None:
-            turn.first_chunk_ms = turn.first_chunk_ms or self.now_ms()
+            if turn.first_chunk_ms is None:
+                turn.first_chunk_ms = self.now_ms()
+                if proceed is not None:
+                    proceed.clear()
             chunks.put_nowait(chunk)
 
         try:
@@ -452,11 +462,14 @@ class Assistant:
                 if turn.first_audio_ms is not None:
                     self._emit(EventType.PLAYBACK_END, turn_id=turn.turn_id)
         finally:
+            if proceed is not None:
+                proceed.set()
             if speak_task is not None and not speak_task.done():
                 speak_task.cancel()
 
     async def _speak(
-        self, turn: TurnRecord, chunks: asyncio.Queue[str | None], committed: asyncio.Event
+        self, turn: TurnRecord, chunks: asyncio.Queue[str | None], committed: asyncio.Event,
+        proceed: threading.Event | None = None,
     ) -> None:
         self._emit(EventType.TTS_START, turn_id=turn.turn_id)
 
@@ -467,7 +480,8 @@ class Assistant:
 
         epoch = self._playback_epoch
         spoken = await self.speaker.speak(
-            chunks, on_first_audio, committed, lambda: epoch == self._playback_epoch
+            chunks, on_first_audio, committed, lambda: epoch == self._playback_epoch,
+            on_synthesized=proceed.set if proceed is not None else lambda: None,
         )
         self._emit(EventType.TTS_END, turn_id=turn.turn_id, text=spoken)
 

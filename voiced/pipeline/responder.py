@@ -29,6 +29,9 @@ class Response:
     streamed: bool = False
     """True while the language model is still writing the reply; False when the
     whole text is known at once."""
+    proceed: threading.Event | None = None
+    """For a model's reply: clear it to pause generation between tokens (so speech
+    synthesis has the CPU), set it to go on. Set when created."""
 
 
 async def _once(text: str) -> AsyncIterator[str]:
@@ -67,11 +70,15 @@ class Responder:
         if self.slm is None or self.conversation is None or not self.settings.enabled:
             return Response(None, _once(FALLBACK_REPLY))
         messages = self.conversation.messages_for(text, now_s)
-        return Response(None, self._stream_slm(text, messages, now_s), streamed=True)
+        proceed = threading.Event()
+        proceed.set()
+        deltas = self._stream_slm(text, messages, now_s, proceed)
+        return Response(None, deltas, streamed=True, proceed=proceed)
 
     async def _stream_slm(
-        self, text: str, messages: list[dict[str, str]], now_s: float
-    ) -> AsyncIterator[str]:
+        self, text: str, messages: list[dict[str, str]], now_s: float,
+        proceed: threading.Event,
+    ) -> AsyncIterator[str]:  # fmt: skip
         """Run the generator in its worker thread and hand deltas to the loop.
 
         Cancelling the consumer (barge-in) sets ``stop``, which the generator
@@ -88,6 +95,7 @@ class Responder:
                 for delta in slm.stream_reply(
                     self.settings.system_prompt, messages,
                     max_tokens=self.settings.max_reply_tokens, cancel=stop,
+                    proceed=proceed,
                 ):  # fmt: skip
                     loop.call_soon_threadsafe(queue.put_nowait, delta)
             except EngineError as err:
@@ -108,4 +116,5 @@ class Responder:
             self.conversation.remember(text, "".join(reply), now_s)
         finally:
             stop.set()
+            proceed.set()  # a paused generation wakes to see the stop
             await asyncio.shield(future)

@@ -28,21 +28,25 @@ class Speaker:
     async def speak(
         self, chunks: asyncio.Queue[str | None], on_first_audio: Callable[[], None],
         gate: asyncio.Event, wanted: Callable[[], bool] = lambda: True,
+        on_synthesized: Callable[[], None] = lambda: None,
     ) -> str:  # fmt: skip
         """Synthesise each chunk as it arrives (None ends); returns the text spoken.
 
         Audio is synthesised at once but played only after ``gate`` is set, so a
         speculative turn has its first clause ready the moment it is committed.
         ``wanted`` is asked before every chunk reaches the sink: after a barge-in it
-        says no at once, before the task's cancellation has run.
+        says no at once, before the task's cancellation has run. ``on_synthesized``
+        is called whenever a chunk's audio is ready or the chunk turned out silent.
         """
         spoken: list[str] = []
         first = True
         while (chunk := await chunks.get()) is not None:
             text = clean_for_speech(chunk)
             if not text:
+                on_synthesized()
                 continue
             async for pcm in self._synthesize(text):
+                on_synthesized()
                 await gate.wait()
                 if not wanted():
                     return " ".join(spoken)
@@ -54,6 +58,7 @@ class Speaker:
                 if first:
                     first = False
                     on_first_audio()
+            on_synthesized()  # also when a chunk gave no audio at all
             spoken.append(text)
         return " ".join(spoken)
 
