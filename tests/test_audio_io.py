@@ -339,6 +339,19 @@ def test_aligned_sink_clear_stops_at_next_tick_and_tail_plays_on_ticks() -> None
     assert sink.onset_samples == [1600, 6400] and sink.dropped_ms == 900
 
 
+def test_aligned_sink_counts_back_to_back_segments_as_one_onset() -> None:
+    sink = null_sink(aligned=True)
+    assert isinstance(sink, AlignedSink)
+    sink.enqueue(bytes(2 * 250), 16000)  # ends mid-tick...
+    sink.enqueue((np.ones(250) * 1000).astype("<i2").tobytes(), 16000)  # ...this follows on
+    for _ in range(5):
+        sink.tick(FRAME_SAMPLES)
+    assert sink.first_audio_sample == [0, 250] and sink.onset_samples == [0]
+    sink.enqueue(bytes(2 * 100), 16000)  # after a silent stretch: a new onset
+    sink.tick(FRAME_SAMPLES)
+    assert sink.onset_samples == [0, 5 * FRAME_SAMPLES]
+
+
 def test_aligned_sink_drained_resolves_when_ticks_play_it_out() -> None:
     sink = null_sink(aligned=True)
 

@@ -177,7 +177,9 @@ class AlignedSink:
         for offset in starts:
             position = self.position_samples + offset
             self.first_audio_sample.append(position)
-            if position != self._audio_end:
+            # A tick's audio is contiguous from its start, so only a segment at
+            # offset 0 can follow silence: one later in the tick continues the last.
+            if offset == 0 and position != self._audio_end:
                 self.onset_samples.append(position)
         out = np.zeros(num_samples, dtype="<i2")
         out[: data.size] = data
