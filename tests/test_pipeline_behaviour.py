@@ -22,6 +22,19 @@ from voiced.speech_synth import compose
 pytestmark = pytest.mark.models
 
 
+def record_texts(monkeypatch: pytest.MonkeyPatch, target: object, name: str) -> list[str]:
+    """Wrap ``target.name`` so each call's text is noted before it runs; returns the notes."""
+    texts: list[str] = []
+    real = getattr(target, name)
+
+    def recording(text: str, *args: object, **kwargs: object) -> object:
+        texts.append(text)
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(target, name, recording)
+    return texts
+
+
 def test_no_reply_without_the_wake_word(engines: Engines, tts: PiperTts, tmp_path: Path) -> None:
     speech = compose(tts, [0.5, "What is the capital of France?", 1.0, "Set a timer.", 2.0])
     run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=True, realtime=False)
@@ -122,15 +135,8 @@ def test_first_words_go_early_only_while_the_model_writes(
 ) -> None:
     """A language-model reply starts speaking after its first few words; an intent's
     reply is known in full and is synthesised whole, so it keeps its intonation."""
-    synthesised: list[str] = []
-    real_synthesize = tts.synthesize
-
-    def recording(text: str, *args: object, **kwargs: object) -> object:
-        synthesised.append(text)
-        return real_synthesize(text, *args, **kwargs)  # type: ignore[arg-type]
-
     speech = compose(tts, [0.4, "Cancel the timer.", 1.5, "Why is the sky blue?", 1.5])
-    monkeypatch.setattr(tts, "synthesize", recording)
+    synthesised = record_texts(monkeypatch, tts, "synthesize")
     run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=False)
     turns = voice_turns(run)
     assert [t.intent for t in turns] == ["timer_cancel", None]
@@ -146,16 +152,8 @@ def test_the_time_reply_is_ready_before_the_question(
     """While idle the assistant synthesises the clock replies, so the answers to
     "what time is it?" and "what day is it?" play from the phrase cache instead of
     being synthesised (the date whole, not cut at its comma)."""
-    fresh: list[str] = []
-    real_fresh = tts._synthesize_fresh
-
-    def recording(text: str, *args: object, **kwargs: object) -> object:
-        fresh.append(text)
-        return real_fresh(text, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(tts, "_synthesize_fresh", recording)
     speech = compose(tts, [0.6, "What time is it?", 1.5, "What day is it?", 1.5])
-    fresh.clear()
+    fresh = record_texts(monkeypatch, tts, "_synthesize_fresh")
     run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=False)
     turns = voice_turns(run)
     assert [(t.intent, t.outcome) for t in turns] == [("time", "answered"), ("day", "answered")]

@@ -28,11 +28,12 @@ class Listener:
     """
 
     def __init__(
-        self, wake: WakeWordDetector | None, vad: WebRtcVad, quiet: QuietGate | None = None
-    ) -> None:
+        self, wake: WakeWordDetector | None, vad: WebRtcVad,
+        quiet_gate: QuietGate | None = None,
+    ) -> None:  # fmt: skip
         self.wake = wake
         self.vad = vad
-        self.quiet = quiet
+        self.quiet_gate = quiet_gate
         self._wake_dirty = False
         if wake is not None:
             wake.reset()  # a new stream: nothing carried over from an earlier one
@@ -49,5 +50,5 @@ class Listener:
                 self._wake_dirty = False
         if not detect_speech:
             return Heard(wake=wake, speech=False)
-        quiet = self.quiet is not None and self.quiet.is_quiet(pcm)
+        quiet = self.quiet_gate is not None and self.quiet_gate.is_quiet(pcm)
         return Heard(wake=wake, speech=self.vad.is_speech(pcm), quiet=quiet)
