@@ -19,6 +19,7 @@ from voiced.errors import ModelError
 from voiced.intents.builtin import FIXED_REPLIES
 from voiced.models.manifest import Role, load_manifest
 from voiced.models.store import require_model_dir
+from voiced.models.tiers import resolve_slm_model
 from voiced.settings import Settings
 
 
@@ -51,7 +52,7 @@ def resolve_model_paths(settings: Settings, models_dir: Path, roles: set[Role]) 
     choices = {
         Role.ASR: (settings.asr.path, settings.asr.model, ""),
         Role.TTS: (settings.tts.path, settings.tts.voice, "voice.onnx"),
-        Role.SLM: (settings.slm.path, settings.slm.model, ""),
+        Role.SLM: (settings.slm.path, resolve_slm_model(settings.slm.model, manifest=manifest), ""),
     }
     for role, (own, model, inner) in choices.items():
         if role not in roles:
