@@ -53,3 +53,13 @@ def test_prepare_takes_what_the_config_needs() -> None:
     assert all(s.role is not Role.SLM for s in models_for(off))
     own = Settings(slm=SlmSettings(path="/opt/my-model"))
     assert all(s.role is not Role.SLM for s in models_for(own))
+
+
+def test_a_profile_can_pin_the_tier() -> None:
+    from voiced.service.profiles import load_profile, settings_overrides
+    from voiced.settings import load_settings
+
+    rpi4 = load_settings(None, settings_overrides(load_profile("rpi4")))
+    assert resolve_slm_model(rpi4.slm.model, Machine(8 * GIB, 4)) == "qwen2.5-coder-0.5b-instruct"
+    rpi5 = load_settings(None, settings_overrides(load_profile("rpi5")))
+    assert resolve_slm_model(rpi5.slm.model, Machine(8 * GIB, 4)) == "qwen2.5-coder-1.5b-instruct"
