@@ -2,8 +2,10 @@
 
 The system prompt is fixed for the life of the process, so CTranslate2 computes
 its state once (``static_prompt``). The date and time change, so they go in a
-second, short system message after it: putting them in the fixed prompt would
-make every minute a new static prompt, each cached by CTranslate2.
+second, short system message after it: CTranslate2 keeps the state of every
+static prompt it has seen and never frees it (measured: 14 MB more per distinct
+prompt with the 0.5B model), so a prompt that changed every minute would grow
+the daemon by 20 GB a day.
 """
 
 from __future__ import annotations
