@@ -10,11 +10,18 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from voiced.bench.qa import BenchControls
 from voiced.engines.slm import Message
 from voiced.intents.builtin import BuiltinIntents
 from voiced.intents.user import load_user_intents
-from voiced.pipeline.model_prompt import capabilities_text, clock_message, system_prompt
+from voiced.pipeline.model_prompt import (
+    capabilities_text,
+    clock_message,
+    mentions_time,
+    system_prompt,
+)
 from voiced.pipeline.responder import Responder
 from voiced.settings import SlmSettings
 
@@ -71,15 +78,31 @@ def test_the_responder_keeps_the_fixed_prompt_and_adds_the_clock() -> None:
     slm = RecordingSlm()
     with concurrent.futures.ThreadPoolExecutor(1) as executor:
         responder = Responder([BuiltinIntents()], slm, SlmSettings(), BenchControls(), executor)  # type: ignore[arg-type]
-        _ask(responder, "Why is the sky blue?")
+        _ask(responder, "How many days until Christmas?")
         _ask(responder, "What is the capital of Spain?")
     prompts = {prompt for prompt, _ in slm.calls}
     assert len(prompts) == 1, "one static prompt for the life of the process (warm-up included)"
     warm_up, first, second = slm.calls
     assert first[1][0]["role"] == "system" and first[1][0]["content"].startswith("It is ")
-    assert first[1][-1] == {"role": "user", "content": "Why is the sky blue?"}
-    # a question that stands alone is not shown the earlier exchange
-    assert [m["role"] for m in second[1]] == ["system", "user"]
+    assert first[1][-1] == {"role": "user", "content": "How many days until Christmas?"}
+    # no clock for a question that has nothing to do with time, and a question that
+    # stands alone is not shown the earlier exchange
+    assert second[1] == [{"role": "user", "content": "What is the capital of Spain?"}]
+
+
+@pytest.mark.parametrize(
+    ("text", "needs_clock"),
+    [
+        ("What year is it?", True),
+        ("How many days until Christmas?", True),
+        ("Is it Friday today?", True),
+        ("Why is the sky blue?", False),
+        ("Who wrote Hamlet?", False),
+        ("Maybe later.", False),  # "may" is a month only as a whole word
+    ],
+)
+def test_only_questions_about_time_get_the_clock(text: str, needs_clock: bool) -> None:
+    assert mentions_time(text) is needs_clock
 
 
 def test_requests_nothing_is_set_up_for_never_reach_the_model() -> None:

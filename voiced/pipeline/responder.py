@@ -15,7 +15,7 @@ from voiced.intents.base import AssistantControls, IntentHandler, IntentMatch
 from voiced.intents.normalize import normalize
 from voiced.intents.unsupported import UnsupportedActions
 from voiced.pipeline.conversation import Conversation
-from voiced.pipeline.model_prompt import clock_message, system_prompt
+from voiced.pipeline.model_prompt import clock_message, mentions_time, system_prompt
 from voiced.settings import SlmSettings
 
 FALLBACK_REPLY = "Sorry, I can only do local commands right now."
@@ -88,7 +88,8 @@ class Responder:
             return Response(found.intent, _once(found.reply), found, dict(found.slots))
         if self.slm is None or self.conversation is None or not self.settings.enabled:
             return Response(None, _once(FALLBACK_REPLY))
-        messages = [clock_message(), *self.conversation.messages_for(text, now_s)]
+        clock = [clock_message()] if mentions_time(text) else []
+        messages = [*clock, *self.conversation.messages_for(text, now_s)]
         proceed = threading.Event()
         proceed.set()
         deltas = self._stream_slm(text, messages, now_s, proceed)
