@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One command from a fresh clone to the whole test suite: system packages
-# (PortAudio, mosquitto, systemd-analyze, Chromium), venv, voiced with its test
+# (PortAudio, mosquitto, systemd-analyze, Chromium, espeak-ng for the
+# wake-word tests' other voices), venv, voiced with its test
 # extras, then lint (ruff), types (mypy) and pytest with the real models.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh" mosquitto systemd chromium
+source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh" mosquitto systemd chromium espeak-ng
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO[test]"
 cd "$REPO"
 echo ">> ruff"

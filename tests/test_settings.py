@@ -32,7 +32,10 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "intra_threads": 2, "max_reply_tokens": 128, "memory_tokens": 100,
         "memory_idle_reset_s": 60.5, "system_prompt": "Be brief.", "enabled": False,
     },
-    "wake": {"model": "okay_nabu", "probability_cutoff": 0.75, "refractory_ms": 1500},
+    "wake": {
+        "engine": "micro", "model": "okay_nabu", "probability_cutoff": 0.75,
+        "threshold": 0.6, "debounce_ms": 160, "refractory_ms": 1500,
+    },
     "listen": {
         "vad_aggressiveness": 1, "speech_start_ms": 90, "speculative_silence_ms": 200,
         "silence_end_ms": 600, "max_speech_ms": 10000, "no_speech_timeout_ms": 4000,
@@ -218,7 +221,7 @@ def test_invalid_toml_names_the_line() -> None:
         ("wake", "probability_cutoff", 0, "strictly between 0 and 1"),
         ("wake", "probability_cutoff", 1.0, "strictly between 0 and 1"),
         ("wake", "probability_cutoff", float("nan"), "strictly between 0 and 1"),
-        ("wake", "refractory_ms", -1, "0 or more"),
+        ("wake", "refractory_ms", -1, "between 0 and 60000"),
         ("listen", "speech_start_ms", -10, "0 or more"),
         ("listen", "no_speech_timeout_ms", -1, "0 or more"),
         ("listen", "follow_up_window_ms", -1, "0 or more"),

@@ -12,9 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from voiced.engines.asr import WhisperAsr
+from voiced.engines.base import WakeWord
 from voiced.engines.slm import SlmEngine
 from voiced.engines.tts import PiperTts
-from voiced.engines.wake import BUILTIN_WAKE_WORDS, WakeWordDetector
+from voiced.engines.wake import WakeWordDetector
+from voiced.engines.wake_names import BUILTIN, MANIFEST_MODEL, wake_model_problem
+from voiced.engines.wake_open import OpenWakeWordDetector
+from voiced.engines.wake_set import WakeSet
 from voiced.errors import ModelError
 from voiced.intents.builtin import FIXED_REPLIES
 from voiced.models.manifest import Role, load_manifest
@@ -29,15 +33,22 @@ class ModelPaths:
     tts: Path
     """The Piper .onnx file (its .onnx.json beside it)."""
     slm: Path
-    wake: Path
-    """The microWakeWord .json file."""
+    wake: dict[str, Path] = field(default_factory=dict)
+    """Wake engine (micro, open) -> its model: a microWakeWord .json, an openWakeWord
+    .tflite (``both`` has one of each)."""
+    wake_features: Path | None = None
+    """The directory of openWakeWord's shared melspectrogram and embedding models."""
     names: dict[str, str] = field(default_factory=dict)
     """Role -> model name or user path, for status reports."""
 
 
 def _own_path(value: str, role: str, key: str) -> Path:
-    path = Path(value).expanduser()
-    if not path.exists():
+    try:
+        path = Path(value).expanduser()
+        exists = path.exists()
+    except (RuntimeError, ValueError, OSError) as err:  # ~nouser, a NUL, a loop
+        raise ModelError(f"{role} model path {value!r:.80} (config key {key}): {err}") from err
+    if not exists:
         raise ModelError(f"{role} model path {path} (config key {key}) does not exist")
     return path
 
@@ -46,7 +57,7 @@ def resolve_model_paths(settings: Settings, models_dir: Path, roles: set[Role]) 
     """Where each role's files are; raises ModelError naming the path and the fix."""
     manifest = load_manifest()
     unused = Path("/nonexistent")
-    paths = {"asr": unused, "tts": unused, "slm": unused, "wake": unused}
+    paths = {"asr": unused, "tts": unused, "slm": unused}
     names: dict[str, str] = {}
     # role -> (the user's own path, the manifest model, the file inside its directory)
     choices = {
@@ -63,22 +74,30 @@ def resolve_model_paths(settings: Settings, models_dir: Path, roles: set[Role]) 
         else:
             paths[key] = require_model_dir(models_dir, manifest.get(model)) / inner
         names[key] = own or model
+    wake: dict[str, Path] = {}
+    features: Path | None = None
     if Role.WAKE in roles:
-        paths["wake"] = _wake_path(settings.wake.model, models_dir)
+        wake = _wake_paths(settings.wake.engine, settings.wake.model, models_dir)
+        if "open" in wake:
+            features = require_model_dir(models_dir, manifest.get(MANIFEST_MODEL["open"]))
         names["wake"] = settings.wake.model
-    return ModelPaths(names=names, **paths)
+    return ModelPaths(names=names, wake=wake, wake_features=features, **paths)
 
 
-def _wake_path(model: str, models_dir: Path) -> Path:
-    if model in BUILTIN_WAKE_WORDS:
-        spec = load_manifest().default_for(Role.WAKE)
-        return require_model_dir(models_dir, spec) / f"{model}.json"
-    if model.endswith(".json"):
-        return _own_path(model, "wake-word", "wake.model")
-    raise ModelError(
-        f"unknown wake word {model!r}",
-        fix=f"set wake.model to one of {', '.join(BUILTIN_WAKE_WORDS)} or a microWakeWord .json",
-    )
+def _wake_paths(engine: str, model: str, models_dir: Path) -> dict[str, Path]:
+    problem = wake_model_problem(engine, model)
+    if problem is not None:
+        raise ModelError(f"wake.model {model!r:.60}: {problem}", fix="change wake.model")
+    engines = ("micro", "open") if engine == "both" else (engine,)
+    suffix = {"micro": ".json", "open": ".tflite"}
+    paths: dict[str, Path] = {}
+    for name in engines:
+        if model in BUILTIN[name]:
+            spec = load_manifest().get(MANIFEST_MODEL[name])
+            paths[name] = require_model_dir(models_dir, spec) / f"{model}{suffix[name]}"
+        else:
+            paths[name] = _own_path(model, "wake-word", "wake.model")
+    return paths
 
 
 @dataclass(slots=True)
@@ -87,7 +106,7 @@ class Engines:
     asr: WhisperAsr | None = None
     tts: PiperTts | None = None
     slm: SlmEngine | None = None
-    wake: WakeWordDetector | None = None
+    wake: WakeWord | None = None
 
 
 def load_engines(settings: Settings, models_dir: Path, roles: set[Role]) -> Engines:
@@ -121,9 +140,20 @@ def warm_up(engines: Engines) -> None:
     # 0.5B model, never freed), so priming another one here would only cost memory.
 
 
-def make_wake_detector(settings: Settings, paths: ModelPaths) -> WakeWordDetector:
-    return WakeWordDetector(
-        paths.wake,
-        probability_cutoff=settings.wake.probability_cutoff,
-        refractory_ms=settings.wake.refractory_ms,
-    )
+def make_wake_detector(settings: Settings, paths: ModelPaths) -> WakeSet:
+    """The configured wake word (a WakeSet of one detector per engine: ``both`` has
+    two, and the set keeps one refractory period across them)."""
+    wake = settings.wake
+    detectors: list[WakeWordDetector | OpenWakeWordDetector] = []
+    if "micro" in paths.wake:
+        detectors.append(WakeWordDetector(
+            paths.wake["micro"], probability_cutoff=wake.probability_cutoff,
+            refractory_ms=wake.refractory_ms,
+        ))  # fmt: skip
+    if "open" in paths.wake:
+        assert paths.wake_features is not None
+        detectors.append(OpenWakeWordDetector(
+            [paths.wake["open"]], paths.wake_features, threshold=wake.threshold,
+            debounce_ms=wake.debounce_ms, refractory_ms=wake.refractory_ms,
+        ))  # fmt: skip
+    return WakeSet(detectors, refractory_ms=wake.refractory_ms)

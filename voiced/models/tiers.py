@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from voiced.engines.wake_names import manifest_models
 from voiced.errors import ConfigError
 from voiced.models.manifest import Manifest, ModelSpec, Role, load_manifest
 from voiced.settings import Settings
@@ -94,5 +95,5 @@ def models_for(settings: Settings, manifest: Manifest | None = None) -> list[Mod
         names.append(settings.tts.voice)
     if settings.slm.enabled and not settings.slm.path:
         names.append(resolve_slm_model(settings.slm.model, manifest=manifest))
-    names.append(manifest.default_for(Role.WAKE).name)
+    names.extend(manifest_models(settings.wake.engine))
     return [manifest.get(name) for name in dict.fromkeys(names)]

@@ -1,0 +1,159 @@
+"""Wake word: openWakeWord models on pyopen-wakeword's bundled TFLite runtime.
+
+openWakeWord turns audio into a mel spectrogram, the spectrogram into 96-value
+speech embeddings (two shared models), and scores each wake word's embeddings
+every 80 ms. The shared part is most of the cost, so several wake words run off
+one feature stream.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from voiced.audio.format import PIPELINE_RATE_HZ, SAMPLE_WIDTH_BYTES
+from voiced.engines.tflite_check import expect_input, input_shape, read_header
+from voiced.engines.wake_names import OPEN_WAKE_WORDS
+from voiced.errors import ModelError
+
+FEATURE_MODELS = ("melspectrogram.tflite", "embedding_model.tflite")
+EMBEDDING_FEATURES = 96
+SCORE_STEP_MS = 80
+"""openWakeWord scores every 1280 samples."""
+CHUNK_BYTES = 1280 * SAMPLE_WIDTH_BYTES
+"""Audio is handed to the feature models in whole 80 ms steps: the library shifts a
+10 s buffer on every call, so fewer, larger calls cost less (2.0 against 2.6 % of
+a core on this machine)."""
+OPEN_FIX = (
+    "run `voiced models prepare open-wakeword`, or set wake.model to one of "
+    f"{', '.join(OPEN_WAKE_WORDS)} or an openWakeWord .tflite"
+)
+
+
+@dataclass(slots=True)
+class _Word:
+    name: str
+    model: Any
+    streak: int = 0
+    """Consecutive scores above the threshold."""
+    quiet_ms: float = 0.0
+    """Audio since this word last fired (for the refractory period)."""
+    peak: float = 0.0
+    """Highest score since the last reset (for the benchmark)."""
+
+
+class OpenWakeWordDetector:
+    """Fed pipeline audio in any frame size; says when a wake word was heard.
+
+    Blocking (about 2 % of one core on a 2-core x86-64 for the shared features
+    and one word): run it off the event loop. The debounce and the refractory
+    period are counted in audio, not wall time.
+    """
+
+    engine = "open"
+
+    def __init__(
+        self,
+        model_paths: Sequence[Path],
+        features_dir: Path,
+        *,
+        threshold: float,
+        debounce_ms: int,
+        refractory_ms: int,
+        key: str = "wake.model",
+    ) -> None:
+        from pyopen_wakeword import OpenWakeWord, OpenWakeWordFeatures
+
+        lib_path = _runtime_library_path()
+        lib = _runtime_library(lib_path)
+        for name in FEATURE_MODELS:
+            read_header(features_dir / name, "open-wakeword features", OPEN_FIX)
+        for path in model_paths:
+            shape = input_shape(lib, path, key, OPEN_FIX)
+            expect_input(
+                shape,
+                last_dim=EMBEDDING_FEATURES,
+                types=frozenset({"float32"}),
+                what="an openWakeWord model",
+                path=path,
+                key=key,
+                fix=OPEN_FIX,
+            )
+        self.features = OpenWakeWordFeatures(
+            melspectrogram_model=features_dir / FEATURE_MODELS[0],
+            embedding_model=features_dir / FEATURE_MODELS[1],
+            libtensorflowlite_c_path=lib_path,
+        )
+        self.words = [
+            _Word(path.stem, OpenWakeWord.from_model(path, libtensorflowlite_c_path=lib_path))
+            for path in model_paths
+        ]
+        self.name = "+".join(word.name for word in self.words)
+        self.wake_word = self.name
+        self.threshold = threshold
+        self.scores_needed = max(1, math.ceil(debounce_ms / SCORE_STEP_MS))
+        self.refractory_ms = refractory_ms
+        self.fired: tuple[str, ...] = ()
+        """The words that fired on the last call to process()."""
+        self._pending = bytearray()
+        self.reset()
+
+    def process(self, pcm: bytes) -> bool:
+        """True when a wake word ended in this audio (``fired`` says which)."""
+        self._pending += pcm
+        fired: list[str] = []
+        while len(self._pending) >= CHUNK_BYTES:
+            chunk = bytes(self._pending[:CHUNK_BYTES])
+            del self._pending[:CHUNK_BYTES]
+            for embeddings in self.features.process_streaming(chunk):
+                for word in self.words:
+                    for score in word.model.process_streaming(embeddings):
+                        if self._score(word, score):
+                            fired.append(word.name)
+        self.fired = tuple(dict.fromkeys(fired))
+        for word in self.words:
+            word.quiet_ms += len(pcm) / SAMPLE_WIDTH_BYTES / PIPELINE_RATE_HZ * 1000
+        return bool(self.fired)
+
+    def _score(self, word: _Word, score: float) -> bool:
+        word.peak = max(word.peak, score)
+        word.streak = word.streak + 1 if score > self.threshold else 0
+        if word.streak < self.scores_needed or word.quiet_ms < self.refractory_ms:
+            return False
+        word.quiet_ms = 0.0
+        word.streak = 0
+        return True
+
+    def reset(self) -> None:
+        """Forget partial scores and the refractory period (a new stream, or frames
+        were skipped)."""
+        self.features.reset()
+        self._pending.clear()
+        for word in self.words:
+            word.model.reset()
+            word.streak = 0
+            word.quiet_ms = float(self.refractory_ms)
+            word.peak = 0.0
+
+
+def _runtime_library_path() -> Path:
+    import pyopen_wakeword
+
+    lib_dir = Path(pyopen_wakeword.__file__).parent / "lib"
+    found = next(iter(sorted(lib_dir.glob("*tensorflowlite_c.*"))), None)
+    if found is None:
+        raise ModelError(
+            f"pyopen-wakeword has no TFLite library in {lib_dir}",
+            fix="pip install --force-reinstall 'pyopen-wakeword==1.1.0'",
+        )
+    return found
+
+
+def _runtime_library(path: Path) -> Any:
+    """The TFLite C library with the argument types pyopen-wakeword declares."""
+    from pyopen_wakeword.wakeword import TfLiteWakeWord
+
+    return TfLiteWakeWord(path).lib
