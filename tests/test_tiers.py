@@ -7,7 +7,7 @@ import pytest
 from voiced.errors import ConfigError
 from voiced.models.manifest import Role, load_manifest
 from voiced.models.tiers import GIB, TIERS, Machine, models_for, resolve_slm_model, tier_for
-from voiced.settings import Settings, SlmSettings
+from voiced.settings import Settings, SlmSettings, WakeSettings
 
 
 @pytest.mark.parametrize(
@@ -47,12 +47,16 @@ def test_names_tiers_and_auto_resolve() -> None:
 def test_prepare_takes_what_the_config_needs() -> None:
     names = [s.name for s in models_for(Settings(slm=SlmSettings(model="small")))]
     assert names == [
-        "whisper-tiny.en", "piper-en_US-joe-medium", "smollm2-135m-instruct", "micro-wakeword"
+        "whisper-tiny.en", "piper-en_US-joe-medium", "smollm2-135m-instruct", "open-wakeword"
     ]  # fmt: skip
     off = Settings(slm=SlmSettings(enabled=False))
     assert all(s.role is not Role.SLM for s in models_for(off))
     own = Settings(slm=SlmSettings(path="/opt/my-model"))
     assert all(s.role is not Role.SLM for s in models_for(own))
+    both = Settings(wake=WakeSettings(engine="both"))
+    assert [s.name for s in models_for(both) if s.role is Role.WAKE] == [
+        "micro-wakeword", "open-wakeword"
+    ]  # fmt: skip
 
 
 def test_a_profile_can_pin_the_tier() -> None:

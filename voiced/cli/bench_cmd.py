@@ -31,6 +31,13 @@ def register(commands: Any) -> None:
         help="with --qa: ask everything in one conversation (default: each question alone)",
     )  # fmt: skip
     bench.add_argument(
+        "--wake", action="store_true",
+        help="measure the wake word instead: detection, false wakes, CPU and delay per "
+        "engine and model over synthesised voices (see --wake-cache)",
+    )  # fmt: skip
+    bench.add_argument("--wake-cache", type=Path, metavar="DIR",
+                       help="with --wake: where the spoken sets are kept (made once)")  # fmt: skip
+    bench.add_argument(
         "--no-process", action="store_true",
         help="skip the start/idle/memory probes of a `voiced run` process",
     )  # fmt: skip
@@ -42,6 +49,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.limit is not None and not 1 <= args.limit <= 10_000:
         raise UsageError("--limit must be between 1 and 10000")
+    if args.wake and args.qa is not None:
+        raise UsageError("--wake and --qa are two benchmarks: pick one")
+    if args.wake_cache is not None and not args.wake:
+        raise UsageError("--wake-cache goes with --wake")
     if args.session and args.qa is None:
         raise UsageError("--session goes with --qa")
     settings, models_dir = settings_and_models_dir(args)
@@ -50,6 +61,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         questions = None if args.qa == "builtin" else Path(args.qa)
         run_qa_bench(settings, models_dir, questions, session=args.session, json_path=args.json)
+        return 0
+    if args.wake:
+        from voiced.bench.wake import run_wake_bench_cli
+
+        run_wake_bench_cli(settings, models_dir, args.wake_cache, args.json)
         return 0
     run_bench(BenchOptions(
         settings=settings, models_dir=models_dir, config=args.config, corpus=args.corpus,

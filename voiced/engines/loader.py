@@ -47,9 +47,14 @@ def _own_path(value: str, role: str, key: str) -> Path:
         path = Path(value).expanduser()
         exists = path.exists()
     except (RuntimeError, ValueError, OSError) as err:  # ~nouser, a NUL, a loop
-        raise ModelError(f"{role} model path {value!r:.80} (config key {key}): {err}") from err
+        raise ModelError(
+            f"{role} model path {value!r:.80} (config key {key}): {err}", fix=f"correct {key}"
+        ) from err
     if not exists:
-        raise ModelError(f"{role} model path {path} (config key {key}) does not exist")
+        raise ModelError(
+            f"{role} model path {path} (config key {key}) does not exist",
+            fix=f"correct {key}, or remove it to use the built-in model",
+        )
     return path
 
 

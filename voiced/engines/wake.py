@@ -44,14 +44,15 @@ class WakeWordDetector:
         tflite = config_path.parent / config["model"]
         # Checked through the runtime's own library before the runtime loads it:
         # pymicro-wakeword does not look at what TFLite returns (a bad file crashes).
-        shape = input_shape(_runtime_library(), tflite, key, MICRO_FIX)
+        named_by = f"{key}, named by {config_path}"
+        shape = input_shape(_runtime_library(), tflite, named_by, MICRO_FIX)
         expect_input(
             shape,
             last_dim=MICRO_FEATURES,
             types=frozenset({"int8", "uint8"}),
             what="a microWakeWord model",
             path=tflite,
-            key=key,
+            key=named_by,
             fix=MICRO_FIX,
         )
         try:

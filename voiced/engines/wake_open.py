@@ -39,6 +39,9 @@ class _Word:
     model: Any
     streak: int = 0
     """Consecutive scores above the threshold."""
+    armed: bool = True
+    """False from a detection until the score falls back under the threshold: one
+    utterance of the word fires once, whatever the refractory period."""
     quiet_ms: float = 0.0
     """Audio since this word last fired (for the refractory period)."""
     peak: float = 0.0
@@ -121,10 +124,14 @@ class OpenWakeWordDetector:
     def _score(self, word: _Word, score: float) -> bool:
         word.peak = max(word.peak, score)
         word.streak = word.streak + 1 if score > self.threshold else 0
-        if word.streak < self.scores_needed or word.quiet_ms < self.refractory_ms:
+        if word.streak == 0:
+            word.armed = True
+        if not word.armed or word.streak < self.scores_needed:
+            return False
+        if word.quiet_ms < self.refractory_ms:
             return False
         word.quiet_ms = 0.0
-        word.streak = 0
+        word.armed = False
         return True
 
     def reset(self) -> None:
@@ -135,6 +142,7 @@ class OpenWakeWordDetector:
         for word in self.words:
             word.model.reset()
             word.streak = 0
+            word.armed = True
             word.quiet_ms = float(self.refractory_ms)
             word.peak = 0.0
 
