@@ -211,10 +211,11 @@ def speech_set(voices: dict[str, Speaker], seed: int) -> SpokenSet:
     return SpokenSet("speech", b"".join(stream.parts), tuple(turns))
 
 
-def music_set(seed: int, seconds: int = MUSIC_S) -> SpokenSet:
+def music_set(seed: int, seconds: int | None = None) -> SpokenSet:
     """Tunes without words: random chords of harmonic tones, one every 250-500 ms,
     over a kick drum, with a little noise. Speech-like energy in the voice band
     without phonemes."""
+    seconds = MUSIC_S if seconds is None else seconds
     rng = np.random.default_rng(seed)
     rate, out = PIPELINE_RATE_HZ, []
     total = 0
