@@ -231,3 +231,22 @@ def test_unknown_user_path_forms_are_model_errors(models_dir: Path) -> None:
         settings = parse_settings(f'[wake]\nmodel = "{model}"\n')
         with pytest.raises(ModelError, match="wake.model"):
             resolve_model_paths(settings, models_dir, {Role.WAKE})
+
+
+def test_several_wake_words_at_once_each_with_its_action(tts: PiperTts, open_dir: Path) -> None:
+    """ "hey jarvis" to ask, "alexa" standing in for a stop word: one feature stream,
+    each word reported with its own action, exactly once each."""
+    from voiced.engines.wake_set import Detection, WakeSet
+
+    words = WakeSet(
+        [open_detector(open_dir, "hey_jarvis", "alexa")],
+        refractory_ms=2000,
+        actions={"alexa": "stop"},
+    )
+    heard: list[Detection] = []
+    speech = compose(tts, [0.5, "Hey Jarvis.", 2.5, "Alexa.", 2.5, "What time is it?", 1.0])
+    words.reset()
+    for start in range(0, len(speech) - FRAME_BYTES + 1, FRAME_BYTES):
+        if words.process(speech[start : start + FRAME_BYTES]):
+            heard += words.detections
+    assert heard == [Detection("open:hey_jarvis", "wake"), Detection("open:alexa", "stop")]
