@@ -250,3 +250,16 @@ def test_several_wake_words_at_once_each_with_its_action(tts: PiperTts, open_dir
         if words.process(speech[start : start + FRAME_BYTES]):
             heard += words.detections
     assert heard == [Detection("open:hey_jarvis", "wake"), Detection("open:alexa", "stop")]
+
+
+def test_long_silence_is_not_scored_and_the_word_after_it_is_heard(
+    tts: PiperTts, open_dir: Path
+) -> None:
+    detector = open_detector(open_dir, "hey_jarvis")
+    speech = compose(tts, [6.0, "Hey Jarvis.", 5.0, "Hey Jarvis.", 1.0])
+    assert feed(detector, speech) == 2
+    # Most of 6 s + 5 s of silence skipped (each after its first 2 s), nothing else.
+    assert 80 <= detector.skipped_chunks <= 110
+    detector.skipped_chunks = 0
+    assert feed(detector, compose(tts, [0.5, "What time is it? Set a timer.", 1.0])) == 0
+    assert detector.skipped_chunks == 0
