@@ -31,7 +31,7 @@ sys.meta_path.insert(0, Probe())
 {extra}
 import voiced.cli.main, voiced.engines.loader, voiced.models.prepare, voiced.models.gguf_convert
 import voiced.daemon
-import ctranslate2, faster_whisper, gguf, piper, pymicro_wakeword, tokenizers
+import ctranslate2, faster_whisper, gguf, piper, pymicro_wakeword, pyopen_wakeword, tokenizers
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN)
 print(json.dumps({{"attempts": attempts, "loaded": loaded}}))
 """
