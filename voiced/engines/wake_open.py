@@ -62,8 +62,9 @@ class _Word:
 class OpenWakeWordDetector:
     """Fed pipeline audio in any frame size; says when a wake word was heard.
 
-    Blocking (about 2 % of one core on a 2-core x86-64 for the shared features
-    and one word): run it off the event loop. The debounce and the refractory
+    Blocking (4.0-4.5 % of one core on a 2-core x86-64 for the shared features
+    and one word while there is sound, nothing in a long silence): run it off the
+    event loop. The debounce and the refractory
     period are counted in audio, not wall time.
     """
 
