@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from tests.test_http_api import FakeAssistant
 from voiced.control.discovery import Topics, discovery_configs
 from voiced.control.mqtt import (
+    COMMANDS,
     MAX_PAYLOAD_BYTES,
     MqttBridge,
     MqttPublisher,
@@ -107,7 +108,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 
 def mqtt_settings(broker: Broker, device_id: str) -> MqttSettings:
-    return MqttSettings(host="127.0.0.1", port=broker.port, device_id=device_id)
+    """Every command allowed: these tests exercise each of them."""
+    return MqttSettings(host="127.0.0.1", port=broker.port, device_id=device_id,
+                        commands=COMMANDS)  # fmt: skip
 
 
 class Observer:
@@ -171,13 +174,14 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 def test_device_id_is_sanitized() -> None:
     assert device_id_for(MqttSettings(device_id="Kitchen Pi/#1+")) == "kitchen_pi_1"
-    assert device_id_for(MqttSettings(), hostname="My-Host.local") == "my-host_local"
+    nowhere = Path("/nonexistent/machine-id")
+    assert device_id_for(MqttSettings(), "My-Host.local", nowhere) == "my-host_local"
     assert device_id_for(MqttSettings(device_id="###")) == "voiced"
     assert device_id_for(MqttSettings(device_id="../../etc")) == "etc"
 
 
 def test_availability_state_discovery_and_republish(broker: Broker) -> None:
-    topics = Topics("disc")
+    topics = Topics("disc", commands=COMMANDS)
     configs = discovery_configs(topics)
 
     async def main() -> None:

@@ -48,7 +48,8 @@ def check_config(path: Path | str) -> list[str]:
                 raise _needs_broker("hook", index, table)
         except TableError as err:
             problems.append(locator.render(err))
-    problems += _check_http(settings.http.listen, settings.http.token, locator)
+    has_token = bool(settings.http.token or settings.http.token_file)
+    problems += _check_http(settings.http.listen, has_token, locator)
     return problems
 
 
@@ -59,12 +60,12 @@ def _needs_broker(section: str, index: int, table: dict[str, Any]) -> TableError
                       "set mqtt.host, or use http (intents) or webhook (hooks)")  # fmt: skip
 
 
-def _check_http(listen: str | None, token: str | None, locator: TableLocator) -> list[str]:
-    if not listen:
+def _check_http(listen: str | None, has_token: bool, locator: TableLocator) -> list[str]:
+    if not listen or listen.startswith("unix:"):
         return []
     try:
         host, _ = parse_listen(listen)
-        check_bind(host, token or None)
+        check_bind(host, "set" if has_token else None)
     except ConfigError as err:
         where = locator.key_line("http", "listen")
         return [ConfigError(f"{where}: {err.message}", fix=err.fix).render()]
