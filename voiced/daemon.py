@@ -9,6 +9,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from voiced.audio.devices import is_device_spec
 from voiced.audio.resilient import ResilientSource
 from voiced.audio.sinks import AudioSink, open_sink
 from voiced.audio.soundcard import SoundcardSource
@@ -58,7 +59,7 @@ async def load(settings: Settings, models_dir: Path, roles: set[Role]) -> Engine
 
 async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int:
     """The daemon's main coroutine; returns the process exit code."""
-    realtime = options.realtime or options.input is None
+    realtime = options.realtime or is_device_spec(options.input)
     if engines is None:
         roles = needed_roles(options.settings, options.wake_mode)
         engines = await load(options.settings, options.models_dir, roles)

@@ -50,14 +50,17 @@ def register(commands: Any) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from voiced.cli.common import config_path, settings_and_models_dir
     from voiced.service.doctor import exit_code, format_findings, run_checks
-    from voiced.settings import Settings, load_settings
+    from voiced.settings import Settings
 
+    args.config = config_path(args)
     settings = Settings()
-    if args.config is not None:
-        # A bad config is reported by the config check below, with the key and line.
-        with contextlib.suppress(ConfigError):
-            settings = load_settings(args.config)
+    # The settings the daemon would run with (profile included), so the devices
+    # checked are the ones it opens. A bad config is reported by the config check
+    # below, with the key and line.
+    with contextlib.suppress(ConfigError):
+        settings, _ = settings_and_models_dir(args)
     models_dir = resolve_models_dir(args.models_dir or settings.models_dir)
     findings = run_checks(settings, models_dir, config_path=args.config)
     print(format_findings(findings))

@@ -351,7 +351,20 @@ def _running_for_user(proc: Path, names: Iterable[str]) -> set[str]:
 
 def check_audio_devices(settings: Settings) -> list[Finding]:
     """The configured (or default) input and output can be found and accept a format."""
-    from voiced.audio.devices import Direction, find_device, list_devices, load_sounddevice
+    from voiced.audio.devices import (
+        Direction,
+        device_of,
+        find_device,
+        is_device_spec,
+        list_devices,
+        load_sounddevice,
+    )
+
+    wanted: tuple[tuple[Direction, str | None], ...] = (
+        ("input", settings.audio.input), ("output", settings.audio.output),
+    )  # fmt: skip
+    if not any(is_device_spec(spec) for _, spec in wanted):
+        return [_ok(f"audio {d}", f"{spec} (not a sound card)") for d, spec in wanted]
 
     try:
         sd = load_sounddevice()
@@ -362,13 +375,13 @@ def check_audio_devices(settings: Settings) -> list[Finding]:
         detail = "PortAudio finds no sound devices (fine on a server fed with files)"
         return [_warn("audio devices", detail, _NO_SOUND_FIX)]
     findings: list[Finding] = []
-    wanted: tuple[tuple[Direction, str | None], ...] = (
-        ("input", settings.audio.input), ("output", settings.audio.output),
-    )  # fmt: skip
     for direction, spec in wanted:
         name = f"audio {direction}"
+        if not is_device_spec(spec):
+            findings.append(_ok(name, f"{spec} (not a sound card)"))
+            continue
         try:
-            info = find_device(spec, direction)
+            info = find_device(device_of(spec), direction)
             check = sd.check_input_settings if direction == "input" else sd.check_output_settings
             check(device=info.index, samplerate=info.default_samplerate_hz, channels=1)
         except VoicedError as err:

@@ -1,0 +1,117 @@
+"""``[audio] input``/``output`` in the config (issue 13): the same syntax as
+``--input``/``--output``, which override them; ALSA and PortAudio device names;
+the default config paths read without ``--config``."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.test_audio_devices import fake_sd  # noqa: F401 (a fixture used here)
+from tests.test_staying_up import voiced
+from voiced.audio import devices
+from voiced.audio.devices import alsa_hw_name, device_of, find_device, is_device_spec
+from voiced.audio.sinks import open_sink
+from voiced.audio.sources import SilenceSource, SoundcardSource, WavFileSource, open_source
+from voiced.cli.common import default_config_path
+from voiced.engines.tts import PiperTts
+from voiced.errors import AudioError
+from voiced.speech_synth import compose, write_wav
+
+
+def test_one_spec_syntax_for_devices() -> None:
+    assert device_of(None) is None and device_of("default") is None
+    assert device_of(" device:USB Mic ") == "USB Mic" and device_of("device:3") == 3
+    assert device_of("2") == 2
+    assert device_of("hw:CARD=seeed2micvoicec,DEV=0") == "hw:CARD=seeed2micvoicec,DEV=0"
+    assert device_of("USB Audio Device") == "USB Audio Device"
+    for spec in ("-", "null", "NULL", "in.wav", "/tmp/x.WAV"):
+        assert not is_device_spec(spec)
+    for bad in ("", "   ", "device:", "x" * 5000, "a\x00b", "song.mp3", "/dev/snd/pcmC0D0c",
+                "./clip.flac", "-"):  # fmt: skip
+        with pytest.raises(AudioError):
+            device_of(bad)
+    for spec, kind in (("null", SilenceSource), ("hw:CARD=USB,DEV=0", SoundcardSource),
+                       ("default", SoundcardSource), ("x.wav", WavFileSource)):  # fmt: skip
+        assert isinstance(open_source(spec, True), kind), spec
+    assert open_source("hw:1,0", True).device == "hw:1,0"  # type: ignore[attr-defined]
+    with pytest.raises(AudioError, match="neither a device nor a .wav"):
+        open_sink("out.ogg", True)
+
+
+def test_alsa_card_names_find_portaudio_devices(
+    fake_sd: SimpleNamespace,  # noqa: F811
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    asound = tmp_path / "asound"
+    asound.mkdir()
+    (asound / "card1").mkdir()
+    (asound / "seeed2micvoicec").symlink_to("card1")
+    (asound / "weird").symlink_to("elsewhere")
+    monkeypatch.setattr(devices, "ASOUND", asound)
+    assert alsa_hw_name("hw:CARD=seeed2micvoicec,DEV=0", asound) == "hw:1,0"
+    assert alsa_hw_name("plughw:CARD=seeed2micvoicec", asound) == "hw:1,0"
+    assert alsa_hw_name("hw:2,3", asound) == "hw:2,3"
+    assert alsa_hw_name("hw:CARD=missing,DEV=0", asound) is None
+    assert alsa_hw_name("hw:CARD=weird", asound) is None
+    assert alsa_hw_name("USB Mic", asound) is None
+    entries = fake_sd.query_devices()
+    entries.append({"name": "seeed-2mic-voicecard: bcm2835-i2s-wm8960-hifi wm8960-hifi-0 "
+                    "(hw:1,0)", "max_input_channels": 2, "max_output_channels": 2,
+                    "default_samplerate": 48000.0, "hostapi": 0})  # fmt: skip
+    fake_sd.query_devices = lambda: entries
+    for spec in ("hw:CARD=seeed2micvoicec,DEV=0", "plughw:1,0", "seeed-2mic", "2"):
+        assert find_device(device_of(spec), "input").index == 2, spec
+    assert find_device(device_of("default"), "input").name == "USB Mic"
+    assert find_device(device_of("usb mic"), "input").name == "USB Mic"
+    with pytest.raises(AudioError, match="available input devices"):
+        find_device(device_of("hw:CARD=missing,DEV=0"), "input")
+
+
+def test_default_config_paths(tmp_path: Path) -> None:
+    system = tmp_path / "etc-voiced.toml"
+    home = tmp_path / "home"
+    user = home / ".config/voiced/voiced.toml"
+    assert default_config_path({"HOME": str(home)}, system) is None
+    system.write_text("")
+    assert default_config_path({"HOME": str(home)}, system) == system
+    user.parent.mkdir(parents=True)
+    user.write_text("")
+    assert default_config_path({"HOME": str(home)}, system) == user
+    xdg = tmp_path / "xdg"
+    assert default_config_path({"HOME": str(home), "XDG_CONFIG_HOME": str(xdg)}, system) == system
+    assert default_config_path({"VOICED_CONFIG": "/x.toml", "HOME": str(home)}, system) == Path(
+        "/x.toml"
+    )
+    assert default_config_path({"HOME": "relative"}, system) == system
+
+
+@pytest.mark.models
+def test_the_config_alone_names_the_input_and_output(
+    tts: PiperTts, models_dir: Path, tmp_path: Path
+) -> None:
+    """Reproduced in issue 13: with only the config naming a WAV in and out, the
+    daemon tried the default sound card and exited."""
+    heard = tmp_path / "in.wav"
+    write_wav(heard, compose(tts, [0.3, "What time is it?", 1.5]))
+    said = tmp_path / "out.wav"
+    config = tmp_path / "voiced.toml"
+    config.write_text(f'[audio]\ninput = "{heard}"\noutput = "{said}"\n[slm]\nenabled = false\n')
+    result = voiced("run", "--config", str(config), "--no-wake", "--models-dir", str(models_dir))
+    assert result.returncode == 0, result.stderr
+    with wave.open(str(said), "rb") as reply:
+        assert reply.getnframes() > 16000 * 0.5, "the time was spoken into the configured WAV"
+    said.unlink()
+    result = voiced("run", "--config", str(config), "--no-wake", "--output", "null",
+                    "--models-dir", str(models_dir))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert not said.exists(), "--output overrides [audio] output"
+    config.write_text('[audio]\ninput = "song.mp3"\n')
+    result = voiced("run", "--config", str(config), "--models-dir", str(models_dir))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "neither a device nor a .wav" in result.stderr
+
+
