@@ -6,7 +6,8 @@ runs as a transient user), so tokens and passwords live elsewhere:
 * ``token_file = "/etc/voiced/credentials/http_token"``: an absolute path;
 * ``token_file = "http_token"``: a bare name, read from ``$CREDENTIALS_DIRECTORY``
   (systemd's ``LoadCredential=``, which copies a root-only file into a private
-  directory only the service can read).
+  directory only the service can read). The shipped unit loads the whole of
+  /etc/voiced/credentials/ as ``voiced_<file>``; a bare name finds either form.
 
 With neither the inline key nor the ``*_file`` key set, the conventional
 credential (``http_token``, ``mqtt_password``) is used when the service has it,
@@ -23,6 +24,8 @@ from pathlib import Path
 from voiced.errors import ConfigError
 
 MAX_SECRET_BYTES = 4096
+UNIT_PREFIX = "voiced_"
+"""How the shipped unit's ``LoadCredential=voiced:/etc/voiced/credentials`` names files."""
 _LOGGER = logging.getLogger(__name__)
 
 
@@ -46,8 +49,10 @@ def secret_value(
             raise ConfigError(f"`{key}`: {file} is empty", fix="put the secret in the file")
         return value
     folder = credentials_dir()
-    if credential and folder is not None and (folder / credential).is_file():
-        return read_secret(credential, key) or None  # empty: SetCredential='s fallback
+    if credential and folder is not None:
+        for name in (credential, f"{UNIT_PREFIX}{credential}"):
+            if (folder / name).is_file():
+                return read_secret(name, key) or None
     return None
 
 
@@ -67,7 +72,8 @@ def secret_path(name: str, key: str) -> Path:
             "is not set (not running under systemd with LoadCredential=)",
             fix=f"give an absolute path instead, or add LoadCredential={name}:/PATH to the unit",
         )
-    return folder / name
+    prefixed = folder / f"{UNIT_PREFIX}{name}"
+    return prefixed if not (folder / name).exists() and prefixed.exists() else folder / name
 
 
 def read_secret(name: str, key: str) -> str:
