@@ -59,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings=settings, models_dir=models_dir, wake_mode=not args.no_wake,
         input=args.input if args.input is not None else settings.audio.input,
         output=args.output if args.output is not None else settings.audio.output,
-        realtime=args.realtime or configured_input, trace=args.trace,
+        realtime=args.realtime or configured_input, trace=args.trace, config=args.config,
     )  # fmt: skip
     return run_async(run_daemon(options))
 

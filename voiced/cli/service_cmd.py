@@ -41,6 +41,11 @@ def register(commands: Any) -> None:
         "--profile", metavar="NAME", default=None, help="hardware profile (default: detected)"
     )
     install.set_defaults(func=cmd_service_install)
+    reload = actions.add_parser(
+        "reload", help="re-read the intents and hooks of the running service (SIGHUP)"
+    )
+    reload.add_argument("--user", action="store_true", help="the user unit")
+    reload.set_defaults(func=cmd_service_reload)
 
     config = commands.add_parser("config", help="check a config file")
     config_actions = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -71,6 +76,17 @@ def cmd_service_install(args: argparse.Namespace) -> int:
     from voiced.service.install import install
 
     install(args.user, dry_run=args.dry_run, profile=args.profile)
+    return 0
+
+
+def cmd_service_reload(args: argparse.Namespace) -> int:
+    from voiced.service.install import InstallError, RunCommand
+
+    systemctl = ("systemctl", "--user") if args.user else ("systemctl",)
+    try:
+        RunCommand((*systemctl, "reload", "voiced.service"))()
+    except InstallError as err:
+        raise InstallError(err.message, fix="is it running? systemctl status voiced") from err
     return 0
 
 
