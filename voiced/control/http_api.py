@@ -36,7 +36,7 @@ from aiohttp import web
 from voiced.control.metrics import Metrics, stage_times_ms
 from voiced.control.openapi import openapi_document
 from voiced.control.readiness import ReadinessMonitor
-from voiced.control.surface import MAX_TEXT_CHARS, AssistantSurface, snapshot
+from voiced.control.surface import MAX_SSE_CLIENTS, MAX_TEXT_CHARS, AssistantSurface, snapshot
 from voiced.credentials import secret_value
 from voiced.errors import ConfigError, VoicedError
 from voiced.pipeline.events import Event, EventType
@@ -51,8 +51,6 @@ MAX_BODY_BYTES = 64 * 1024
 SAY_QUEUE_LEN = 8
 HEARTBEAT_S = 15.0
 SSE_POLL_S = 0.5
-MAX_SSE_CLIENTS = 8
-"""Event streams served at once; each is a queue the voice path's bus fills."""
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 """The names a token-less request may give in ``Host`` (with the bound port)."""
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
