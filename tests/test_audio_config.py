@@ -4,6 +4,7 @@ the default config paths read without ``--config``."""
 
 from __future__ import annotations
 
+import asyncio
 import wave
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.test_audio_devices import fake_sd  # noqa: F401 (a fixture used here)
+from tests.test_audio_io import TIMEOUT_S
 from tests.test_staying_up import voiced
 from voiced.audio import devices
 from voiced.audio.devices import alsa_hw_name, device_of, find_device, is_device_spec
@@ -115,3 +117,43 @@ def test_the_config_alone_names_the_input_and_output(
     assert "neither a device nor a .wav" in result.stderr
 
 
+
+
+def test_the_profile_capture_rate_opens_the_microphone(
+    fake_sd: SimpleNamespace,  # noqa: F811
+) -> None:
+    """The profiles' capture_sample_rate_hz was read by nothing; now it is the rate
+    the microphone is opened at, and a device that refuses it opens at its own."""
+    from tests.test_audio_devices import FAKE_STREAMS, STREAM_OPENED, FakeStream
+    from voiced.service.profiles import load_profile, settings_overrides
+
+    assert settings_overrides(load_profile("rpi4"))["audio"]["capture_sample_rate_hz"] == 16000
+
+    async def first_rate(source: SoundcardSource) -> int:
+        agen = source.frames()
+        task = asyncio.ensure_future(agen.__anext__())
+        await asyncio.wait_for(asyncio.to_thread(STREAM_OPENED.wait, TIMEOUT_S), TIMEOUT_S)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await agen.aclose()
+        return FAKE_STREAMS[-1].samplerate
+
+    def fresh() -> None:
+        FAKE_STREAMS.clear()
+        STREAM_OPENED.clear()
+
+    fresh()
+    source = open_source(None, True, capture_rate_hz=16000)
+    assert isinstance(source, SoundcardSource)
+    assert asyncio.run(first_rate(source)) == 16000 and source.opened_rate_hz == 16000
+
+    class Picky(FakeStream):
+        def __init__(self, *, samplerate: int, **kwargs: object) -> None:
+            if samplerate != 48000:
+                raise ValueError(f"Invalid sample rate {samplerate}")
+            super().__init__(samplerate=samplerate, **kwargs)  # type: ignore[arg-type]
+
+    fake_sd.InputStream = Picky
+    fresh()
+    picky = SoundcardSource("USB Mic", sample_rate_hz=16000)
+    assert asyncio.run(first_rate(picky)) == 48000 and picky.opened_rate_hz == 48000

@@ -39,7 +39,8 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "follow_up_window_ms": 3000, "barge_in": False, "barge_in_on_speech": True,
         "early_commit": False, "speculate_on_quiet": False,
     },
-    "audio": {"input": "hw:1", "output": "hw:2", "volume": 0.5, "mic_lost_exit_s": 120.0},
+    "audio": {"input": "hw:1", "output": "hw:2", "volume": 0.5, "mic_lost_exit_s": 120.0,
+              "capture_sample_rate_hz": 48000},
     "http": {"listen": "127.0.0.1:8400", "token": "secret", "token_file": "http_token"},
     "mqtt": {
         "host": "broker", "port": 8883, "username": "u", "password": "p", "tls": True,

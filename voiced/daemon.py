@@ -176,11 +176,13 @@ def _open_input(spec: str | None, realtime: bool, settings: Settings,
                 mic: _MicReport) -> AudioSource:  # fmt: skip
     """A sound card is wrapped so that an unplugged microphone is reopened, not fatal;
     files and stdin end when they end."""
-    source = open_source(spec, realtime)
+    rate_hz = settings.audio.capture_sample_rate_hz
+    source = open_source(spec, realtime, capture_rate_hz=rate_hz)
     if not isinstance(source, SoundcardSource):
         return source
     exit_after = settings.audio.mic_lost_exit_s or None
-    return ResilientSource(lambda: open_source(spec, realtime), on_lost=mic.lost,
+    return ResilientSource(lambda: open_source(spec, realtime, capture_rate_hz=rate_hz),
+                           on_lost=mic.lost,
                            on_restored=mic.restored, exit_after_s=exit_after)  # fmt: skip
 
 

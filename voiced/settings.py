@@ -150,6 +150,9 @@ class AudioSettings:
     a .wav path, ``-`` (raw PCM on stdin) or ``null`` (silence). None: the default."""
     output: str | None = None
     """What ``--output`` accepts: a device, a .wav path, ``-`` or ``null``."""
+    capture_sample_rate_hz: int | None = None
+    """Open the microphone at this rate (the profiles say 16000: no resampling);
+    a device that refuses it is opened at its default rate. None: the default rate."""
     volume: float = 1.0
     mic_lost_exit_s: float = 0.0
     """Exit non-zero (so systemd restarts us) after the microphone has been gone
@@ -395,6 +398,7 @@ _RANGES: dict[str, _Range] = {
     "audio.volume": _Range(0, 1),
     "tts.first_chunk_max_words": _Range(0, 100),
     "audio.mic_lost_exit_s": _Range(0, 86_400),
+    "audio.capture_sample_rate_hz": _Range(8000, 192_000),
     "mqtt.port": _Range(1, 65535),
 }
 """Ranges of numeric settings, by dotted key."""

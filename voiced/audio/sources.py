@@ -221,14 +221,16 @@ def _is_pipe_like(stream: BinaryIO) -> bool:
     return False
 
 
-def open_source(spec: str | None, realtime: bool) -> AudioSource:
+def open_source(
+    spec: str | None, realtime: bool, *, capture_rate_hz: int | None = None
+) -> AudioSource:
     """The source a spec names: ``*.wav``, ``-`` (stdin), ``null``, or a sound card
     (see devices.device_of: ``default``, ``hw:CARD=USB,DEV=0``, a PortAudio name or
-    index, ``device:NAME_OR_INDEX``); None for the default microphone. Opens
-    nothing yet; a bad spec is an AudioError.
+    index, ``device:NAME_OR_INDEX``); None for the default microphone, opened at
+    ``capture_rate_hz`` when it takes it. Opens nothing yet; a bad spec is an AudioError.
     """
     if spec is None:
-        return SoundcardSource(None)
+        return SoundcardSource(None, sample_rate_hz=capture_rate_hz)
     text = spec.strip()
     if text == "-":
         return RawStdinSource(realtime)
@@ -236,7 +238,7 @@ def open_source(spec: str | None, realtime: bool) -> AudioSource:
         return SilenceSource()
     if text.lower().endswith(".wav"):
         return WavFileSource(Path(text), realtime)
-    return SoundcardSource(device_of(text))
+    return SoundcardSource(device_of(text), sample_rate_hz=capture_rate_hz)
 
 
 _SPEC_FIX = (
