@@ -157,3 +157,14 @@ def test_the_profile_capture_rate_opens_the_microphone(
     fresh()
     picky = SoundcardSource("USB Mic", sample_rate_hz=16000)
     assert asyncio.run(first_rate(picky)) == 48000 and picky.opened_rate_hz == 48000
+
+
+def test_config_check_names_a_malformed_audio_device(tmp_path: Path) -> None:
+    from voiced.control.config_check import check_config
+
+    config = tmp_path / "voiced.toml"
+    config.write_text('[audio]\ninput = "song.mp3"\noutput = "hw:CARD=USB,DEV=0"\n')
+    (problem,) = check_config(config)
+    assert "line 2" in problem and "audio.input" in problem and "neither a device" in problem
+    config.write_text('[audio]\ninput = "x.wav"\noutput = "null"\n')
+    assert check_config(config) == []

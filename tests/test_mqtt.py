@@ -482,3 +482,18 @@ def test_cancel_and_wait_ends_a_task_that_swallowed_a_cancel() -> None:
         assert task.cancelled() and swallowed == 1
 
     run(main())
+
+
+def test_default_device_id_tells_boards_with_one_host_name_apart(tmp_path: Path) -> None:
+    """Two boards both called raspberrypi knocked each other off the broker and
+    shared Home Assistant unique ids; /etc/machine-id tells them apart."""
+    first, second, broken = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    first.write_text("3f2a9c1d" + "0" * 24 + "\n")
+    second.write_text("77e01b2c" + "1" * 24 + "\n")
+    broken.write_text("not a machine id\n")
+    default = MqttSettings()
+    assert device_id_for(default, "raspberrypi", first) == "raspberrypi_3f2a9c1d"
+    assert device_id_for(default, "raspberrypi", second) == "raspberrypi_77e01b2c"
+    assert device_id_for(default, "raspberrypi", broken) == "raspberrypi"
+    assert device_id_for(MqttSettings(device_id="kitchen"), "raspberrypi", first) == "kitchen"
+    assert len(device_id_for(default, "h" * 200, first)) <= 64

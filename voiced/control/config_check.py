@@ -11,9 +11,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from voiced.audio.devices import device_of, is_device_spec
 from voiced.control.hooks import load_hook
 from voiced.control.http_api import check_bind, parse_listen
-from voiced.errors import ConfigError
+from voiced.errors import ConfigError, VoicedError
 from voiced.intents.user import TableError, load_user_intent
 from voiced.settings import load_settings
 
@@ -50,6 +51,23 @@ def check_config(path: Path | str) -> list[str]:
             problems.append(locator.render(err))
     has_token = bool(settings.http.token or settings.http.token_file)
     problems += _check_http(settings.http.listen, has_token, locator)
+    problems += _check_audio(settings.audio.input, settings.audio.output, locator)
+    return problems
+
+
+def _check_audio(input_spec: str | None, output_spec: str | None,
+                 locator: TableLocator) -> list[str]:  # fmt: skip
+    """The device syntax the daemon will use (the device itself is voiced doctor's)."""
+    problems = []
+    for key, spec in (("input", input_spec), ("output", output_spec)):
+        if spec is None or not is_device_spec(spec):
+            continue
+        try:
+            device_of(spec)
+        except VoicedError as err:
+            where = locator.key_line("audio", key)
+            problems.append(ConfigError(f"{where}: audio.{key}: {err.message}",
+                                        fix=err.fix).render())  # fmt: skip
     return problems
 
 
