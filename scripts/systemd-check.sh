@@ -10,6 +10,7 @@
 #     "time", in /api/status; the reply in the configured output WAV);
 #   * watchdog, DynamicUser, ProtectHome and the credentials are in force
 #     (systemctl show, /run/credentials), plus `systemd-analyze security`;
+#   * `voiced service reload` re-reads the config in the same process;
 #   * `systemctl stop` ends it cleanly (Result=success);
 #   * a stalled input (the feeder stopped) makes systemd's watchdog restart it;
 #   * the state directory survives.
@@ -209,6 +210,18 @@ case "$status" in
   *) journal; fail "no answered turn in /api/status: ${status:0:600}" ;;
 esac
 [ "$(ct stat -c %s /var/lib/voiced/replies.wav)" -gt 44 ] || fail "no reply in the output WAV"
+
+say "voiced service reload: intents and hooks re-read, the audio kept"
+pid_before="$(show MainPID)"
+ct /opt/voiced/venv/bin/voiced service reload || { journal; fail "reload failed"; }
+for _ in $(seq 1 100); do
+  ct journalctl -u voiced --no-pager | grep -q 'reloaded /etc/voiced/voiced.toml' && break
+  sleep 0.1
+done
+ct journalctl -u voiced --no-pager | grep -m1 'reloaded /etc/voiced/voiced.toml' \
+  || { journal; fail "no reload in the journal"; }
+[ "$(show MainPID)" = "$pid_before" ] && [ "$(show ActiveState)" = active ] \
+  || fail "the reload restarted the daemon"
 
 say "hardening in force"
 for property in DynamicUser=yes ProtectHome=yes ProtectSystem=strict PrivateTmp=yes \
