@@ -41,6 +41,7 @@ from tests.test_mqtt import (
 from voiced.control.discovery import Topics, discovery_configs
 from voiced.control.mqtt import MqttBridge
 from voiced.errors import ConfigError
+from voiced.pipeline.events import Event, EventType
 from voiced.settings import MqttSettings
 
 OPENSSL = shutil.which("openssl")
@@ -270,3 +271,35 @@ def test_password_from_a_systemd_credential(
     with pytest.raises(ConfigError, match="mqtt.password_file"):
         MqttBridge(fake, secure_settings(secure_broker, password_file="mqtt_password"))
 
+
+
+def test_transcripts_can_be_kept_off_the_broker(broker: Broker) -> None:  # noqa: F811
+    settings = MqttSettings(host="127.0.0.1", port=broker.port, device_id="quiet",
+                            transcripts=False)  # fmt: skip
+
+    async def main() -> None:
+        fake = FakeAssistant()
+        bridge, task = await start_bridge(fake, settings)
+        seen: list[str] = []
+        try:
+            async with aiomqtt.Client("127.0.0.1", broker.port, identifier="spy") as spy:
+                await spy.subscribe("voiced/quiet/event/#", qos=1)
+
+                async def read() -> None:
+                    async for message in spy.messages:
+                        seen.append(message.topic.value)
+
+                reader = asyncio.create_task(read())
+                fake.bus.publish(Event(EventType.STT_END, {"turn_id": 1, "text": "my pin is 1234"}))
+                fake.bus.publish(Event(EventType.INTENT_END, {"turn_id": 1, "reply": "ok",
+                                                              "intent": "pin"}))  # fmt: skip
+                fake.bus.publish(Event(EventType.WAKE_WORD_END, {"turn_id": 2}))
+                await until(lambda: "voiced/quiet/event/wake" in seen)
+                reader.cancel()
+        finally:
+            await stop(task)
+        assert seen == ["voiced/quiet/event/wake"], seen
+        objects = {topic.split("/")[3] for topic in discovery_configs(bridge.topics)}
+        assert objects == {"state", "mute"}, "no Last transcript sensor"
+
+    run(main())

@@ -46,6 +46,7 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "host": "broker", "port": 8883, "username": "u", "password": "p", "tls": True,
         "ca_file": "/etc/ca.pem", "device_id": "kitchen", "discovery_prefix": "ha",
         "password_file": "/etc/voiced/credentials/mqtt_password", "commands": ("say", "mute"),
+        "transcripts": False,
     },
 }  # fmt: skip
 TOP_LEVEL: dict[str, Any] = {"models_dir": "/var/lib/voiced/models", "profile": "rpi5"}

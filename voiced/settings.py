@@ -187,6 +187,10 @@ class MqttSettings:
     """Commands the broker may send (say, ask, listen, stop, mute). Anyone who can
     publish on the broker can send them; ask runs intents (a garage door) and
     listen opens the microphone, so they are off unless listed."""
+    transcripts: bool = True
+    """Publish what was heard and replied (the transcript, reply and intent events,
+    Home Assistant's "Last transcript" sensor). Anyone who may subscribe can read
+    them: false on a broker without an ACL. Wake, error and state are published."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ class Topics:
     discovery_prefix: str = "homeassistant"
     commands: tuple[str, ...] = ("mute", "stop")
     """The commands the bridge takes; discovery offers only their entities."""
+    transcripts: bool = True
+    """Whether transcripts are published (else no "Last transcript" sensor)."""
 
     @property
     def base(self) -> str:
@@ -103,6 +105,8 @@ def discovery_configs(topics: Topics) -> dict[str, str]:
     for (component, object_id), entity in entities.items():
         command = wanted.get((component, object_id))
         if command is not None and command not in topics.commands:
+            continue
+        if object_id == "transcript" and not topics.transcripts:
             continue
         topic = f"{topics.discovery_prefix}/{component}/{node}/{object_id}/config"
         body = {**entity, "unique_id": f"{node}_{object_id}"}

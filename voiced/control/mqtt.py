@@ -50,6 +50,8 @@ PUBLISH_TIMEOUT_S = 10.0
 STABLE_CONNECTION_S = 30.0
 """A connection that lasted this long resets the backoff."""
 COMMANDS = ("say", "ask", "listen", "stop", "mute")
+PERSONAL_EVENTS = frozenset({"transcript", "reply", "intent"})
+"""Events that carry what was said; published only with ``[mqtt] transcripts``."""
 
 
 MACHINE_ID = Path("/etc/machine-id")
@@ -168,7 +170,8 @@ class MqttBridge:
         self.password = secret_value(settings.password, settings.password_file,
                                      "mqtt.password_file", "mqtt_password")  # fmt: skip
         self.commands = tuple(name for name in COMMANDS if name in settings.commands)
-        self.topics = Topics(device_id_for(settings), settings.discovery_prefix, self.commands)
+        self.topics = Topics(device_id_for(settings), settings.discovery_prefix, self.commands,
+                             transcripts=settings.transcripts)  # fmt: skip
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.reconnects = 0
@@ -305,6 +308,8 @@ class MqttBridge:
         if event.type in (EventType.STATE_CHANGED, EventType.MUTED):
             self.publisher.offer(Outgoing(self.topics.state, self._state_json(), 1, True))
         for name in short_names(event):
+            if name in PERSONAL_EVENTS and not self.settings.transcripts:
+                continue
             body = {**event.data, "type": event.type.value, "timestamp": event.wall_time_s}
             payload = json.dumps(body, ensure_ascii=False, default=str)
             self.publisher.offer(Outgoing(self.topics.event(name), payload, 0, False))
