@@ -168,3 +168,20 @@ def test_config_check_names_a_malformed_audio_device(tmp_path: Path) -> None:
     assert "line 2" in problem and "audio.input" in problem and "neither a device" in problem
     config.write_text('[audio]\ninput = "x.wav"\noutput = "null"\n')
     assert check_config(config) == []
+
+
+def test_doctor_warns_of_a_secret_in_a_world_readable_config(tmp_path: Path) -> None:
+    from voiced.service.doctor import check_secrets
+    from voiced.settings import load_settings
+
+    config = tmp_path / "voiced.toml"
+    config.write_text('[http]\ntoken = "s3cret"\n[mqtt]\nhost = "b"\npassword = "p"\n')
+    config.chmod(0o644)
+    finding = check_secrets(config, load_settings(config))
+    assert finding.status == "warn" and "http.token and mqtt.password" in finding.detail
+    assert "/etc/voiced/credentials" in (finding.fix or "")
+    config.chmod(0o600)
+    assert check_secrets(config, load_settings(config)).status == "ok"
+    config.write_text('[http]\ntoken_file = "http_token"\n')
+    config.chmod(0o644)
+    assert check_secrets(config, load_settings(config)).status == "ok"

@@ -60,13 +60,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from voiced.settings import Settings
 
     args.config = config_path(args)
-    settings = Settings()
+    settings: Settings | None = None
     # The settings the daemon would run with (profile included), so the devices
     # checked are the ones it opens. A bad config is reported by the config check
     # below, with the key and line.
     with contextlib.suppress(ConfigError):
         settings, _ = settings_and_models_dir(args)
-    models_dir = resolve_models_dir(args.models_dir or settings.models_dir)
+    models_dir = resolve_models_dir(args.models_dir or (settings or Settings()).models_dir)
     findings = run_checks(settings, models_dir, config_path=args.config)
     print(format_findings(findings))
     return exit_code(findings)
