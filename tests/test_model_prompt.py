@@ -123,3 +123,16 @@ def test_a_configured_intent_still_wins() -> None:
         responder = Responder(handlers, slm, SlmSettings(), BenchControls(), executor)  # type: ignore[arg-type]
         found = responder.match_intent("Turn on the kitchen lights.")
     assert found is not None and found.intent == "light_on"
+
+
+def test_a_reload_that_changes_the_intents_tells_the_model() -> None:
+    slm = RecordingSlm()
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        responder = Responder([BuiltinIntents()], slm, SlmSettings(), BenchControls(), executor)  # type: ignore[arg-type]
+        before = responder.system_prompt
+        responder.refresh_prompt()  # nothing changed: no new prompt, no new warm-up
+        responder.handlers[:0] = load_user_intents([LIGHTS])
+        responder.refresh_prompt()
+    assert "turn on the [area] lights" not in before
+    assert '"turn on the [area] lights"' in responder.system_prompt
+    assert [prompt for prompt, _ in slm.calls] == [before, responder.system_prompt]

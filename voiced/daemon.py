@@ -122,6 +122,7 @@ class Reloader:
         handlers = self.assistant.responder.handlers
         old = set(map(id, self.intents))
         handlers[:] = [*intents, *(h for h in handlers if id(h) not in old)]
+        self.assistant.responder.refresh_prompt()  # the model is told of the new commands
         self.intents = list(intents)
         self.plane.hooks.replace_hooks(hooks)
         self.reloads += 1
