@@ -62,7 +62,8 @@ def test_system_plan(venv_bin: Path) -> None:
     assert not config.overwrite
     assert config.content == (unit_source_dir() / "voiced.example.toml").read_text()
     assert _commands(steps) == [
-        (str(exe), "models", "prepare", "--models-dir", "/var/lib/voiced/models"),
+        (str(exe), "models", "prepare", "--config", "/etc/voiced/voiced.toml",
+         "--models-dir", "/var/lib/voiced/models"),
         ("systemctl", "daemon-reload"),
         ("systemctl", "enable", "--now", "voiced.service"),
     ]
@@ -91,7 +92,8 @@ def test_user_plan(venv_bin: Path, tmp_path: Path) -> None:
     assert not writes[home / ".config/voiced/voiced.toml"].overwrite
     models = str(home / ".local/share/voiced/models")
     assert _commands(steps) == [
-        (str(exe), "models", "prepare", "--models-dir", models),
+        (str(exe), "models", "prepare", "--config", str(home / ".config/voiced/voiced.toml"),
+         "--models-dir", models),
         ("systemctl", "--user", "daemon-reload"),
         ("systemctl", "--user", "enable", "--now", "voiced.service"),
     ]

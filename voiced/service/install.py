@@ -257,7 +257,9 @@ def plan_install(
     steps = _file_steps(user, executable, paths, source, jetson=jetson and not user)
     if prepare_models:
         models = str(paths.models_dir)
-        steps.append(_run(str(executable), "models", "prepare", "--models-dir", models))
+        # --config: the models the unit's config asks for (its slm.model tier, say)
+        steps.append(_run(str(executable), "models", "prepare", "--config",
+                          str(paths.config_file), "--models-dir", models))  # fmt: skip
     steps.append(_run(*paths.systemctl, "daemon-reload"))
     if enable:
         steps.append(_run(*paths.systemctl, "enable", "--now", UNIT_NAME))
