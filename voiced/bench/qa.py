@@ -127,7 +127,8 @@ def _item(line: str, where: str) -> QaItem:
 
 
 def load_questions(path: Path | None) -> list[QaItem]:
-    """The question set at ``path``, or the built-in one (62 questions, 5 follow-ups, 14 requests it cannot do)."""
+    """The question set at ``path``, or the built-in one: 62 questions, 5 follow-ups
+    and 14 requests the device cannot carry out."""
     if path is None:
         text = resources.files("voiced.bench").joinpath("qa_questions.jsonl").read_text("utf-8")
         name = "(built in)"
