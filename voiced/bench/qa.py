@@ -43,7 +43,7 @@ SESSION_STEP_S = 10.0
 KINDS = ("fact", "unable")
 _DECLINES = re.compile(
     r"\b(?:can ?not|can't|cannot|unable|not able|don't have|do not have|no device|"
-    r"nothing is set up|not set up|isn't set up|not connected|not possible|i'm sorry)\b"
+    r"nothing is set up|not set up|isn't set up|not connected|not possible)\b"
 )
 _CLAIMS = re.compile(
     r"\b(?:i've|i have|i'll|i will|i'm|i am) (?!not\b|unable\b|sorry\b|afraid\b)"
