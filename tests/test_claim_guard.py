@@ -17,6 +17,7 @@ from voiced.pipeline.claim_guard import REPLACEMENT, guard_claims, verdict
         "Sure, I'll wake you up at seven tomorrow morning.",  # Qwen2.5 0.5B, measured
         "Sure, wake up at seven tomorrow morning.",
         "Sure, I can help you warm the house up a bit.",  # measured too
+        "Yes, I can help you warm the house up a bit.",  # the 1.5B, measured
         "Okay, I've set an alarm for 7 AM.",
         "Of course, I'll call you a taxi.",
         "I'm turning on the heating.",
@@ -40,6 +41,7 @@ def test_claims_are_caught(reply: str) -> None:
         "Yes, adding salt helps the water boil a little later.",
         "Let me think about that.",
         "I will tell you a story about a cat.",
+        "Yes, I can help you find a good recipe.",
         "",
     ],
 )
