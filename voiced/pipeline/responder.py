@@ -14,6 +14,7 @@ from voiced.errors import EngineError
 from voiced.intents.base import AssistantControls, IntentHandler, IntentMatch
 from voiced.intents.normalize import normalize
 from voiced.intents.unsupported import UnsupportedActions
+from voiced.pipeline.claim_guard import REPLACEMENT, guard_claims, verdict
 from voiced.pipeline.conversation import Conversation
 from voiced.pipeline.model_prompt import clock_message, mentions_time, system_prompt
 from voiced.settings import SlmSettings
@@ -57,8 +58,9 @@ class Responder:
         # Last, before the model: device commands nothing is set up for get a true
         # "I can't" instead of a model reply that might claim it acted.
         self.handlers = [*handlers, UnsupportedActions()]
-        self.system_prompt = system_prompt(settings.system_prompt, self.handlers)
-        """Fixed for the process, so the model computes its state once (static_prompt)."""
+        self.system_prompt = ""
+        """Fixed until the intents change, so the model computes its state once
+        (static_prompt); see refresh_prompt."""
         self.slm = slm
         self.settings = settings
         self.controls = controls
@@ -68,10 +70,19 @@ class Responder:
                          idle_reset_s=settings.memory_idle_reset_s)
             if slm else None
         )  # fmt: skip
-        if slm is not None and settings.enabled:
-            # The model's state after this prompt is computed once and cached; do it
+        self.refresh_prompt()
+
+    def refresh_prompt(self) -> None:
+        """Tell the model what the handlers can do now (at start, and after a reload
+        swapped the user's intents), and warm its cached state for that prompt."""
+        prompt = system_prompt(self.settings.system_prompt, self.handlers)
+        if prompt == self.system_prompt:
+            return
+        self.system_prompt = prompt
+        if self.slm is not None and self.settings.enabled:
+            # The model's state after the prompt is computed once and cached; do it
             # now in the model's thread, not on the first question.
-            warm = executor.submit(slm.reply, self.system_prompt, [WARM_UP_MESSAGE], max_tokens=1)
+            warm = self.executor.submit(self.slm.reply, prompt, [WARM_UP_MESSAGE], max_tokens=1)
             warm.add_done_callback(_log_warm_up_failure)
 
     def match_intent(self, text: str) -> IntentMatch | None:
@@ -92,7 +103,7 @@ class Responder:
         messages = [*clock, *self.conversation.messages_for(text, now_s)]
         proceed = threading.Event()
         proceed.set()
-        deltas = self._stream_slm(text, messages, now_s, proceed)
+        deltas = guard_claims(self._stream_slm(text, messages, now_s, proceed))
         return Response(None, deltas, streamed=True, proceed=proceed)
 
     async def _stream_slm(
@@ -133,7 +144,11 @@ class Responder:
                 yield item
             # Only a reply that was produced in full joins the memory: a
             # speculative turn cancelled half-way never happened.
-            self.conversation.remember(text, "".join(reply), now_s)
+            said = "".join(reply)
+            # What was said, as guard_claims let it be said: never the claim.
+            self.conversation.remember(
+                text, REPLACEMENT if verdict(said, final=True) else said, now_s
+            )
         finally:
             stop.set()
             proceed.set()  # a paused generation wakes to see the stop
