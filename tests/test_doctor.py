@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from voiced.cli import service_cmd
+from voiced.engines.wake_names import manifest_models
 from voiced.models.tiers import resolve_slm_model, this_machine, tier_for
 from voiced.service import doctor
 from voiced.service.doctor import Finding, exit_code, format_findings, run_checks
-from voiced.settings import MqttSettings, Settings
+from voiced.settings import MqttSettings, Settings, WakeSettings
 
 REPO = Path(__file__).resolve().parent.parent
 CLI_TIMEOUT_S = 120
@@ -33,7 +34,8 @@ def test_the_real_checks_pass_on_this_machine(models_dir: Path) -> None:
     models = [f for f in findings if f.name.startswith("model ")]
     assert {f.name for f in models} == {
         "model whisper-tiny.en", "model piper-en_US-joe-medium",
-        f"model {resolve_slm_model('auto')}", "model micro-wakeword",
+        f"model {resolve_slm_model('auto')}",
+        *(f"model {name}" for name in manifest_models(Settings().wake.engine)),
     }  # fmt: skip
     assert all(f.status == "ok" for f in models), models
     assert found["language model"].status == "ok"
@@ -66,7 +68,7 @@ def test_a_corrupted_or_unprepared_model_fails_with_the_fix(
     shutil.copytree(models_dir / "micro-wakeword", copy / "micro-wakeword")
     victim = next(p for p in sorted((copy / "micro-wakeword").iterdir()) if p.suffix == ".json")
     victim.write_bytes(victim.read_bytes()[:-1] + b" ")
-    found = by_name(doctor.check_models(Settings(), copy))
+    found = by_name(doctor.check_models(Settings(wake=WakeSettings(engine="micro")), copy))
     wake = found["model micro-wakeword"]
     assert wake.status == "fail" and "sha256 mismatch" in wake.detail and str(victim) in wake.detail
     assert wake.fix == f"voiced models prepare micro-wakeword --force --models-dir {copy}"

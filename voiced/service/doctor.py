@@ -294,7 +294,8 @@ def check_slm_tier(settings: Settings) -> Finding:
 
 def check_models(settings: Settings, models_dir: Path) -> list[Finding]:
     """Every model the settings need, re-hashed against its stamp."""
-    from voiced.models.manifest import Role, load_manifest
+    from voiced.engines.wake_names import BUILTIN, manifest_models
+    from voiced.models.manifest import load_manifest
     from voiced.models.store import check_model
     from voiced.models.tiers import resolve_slm_model
 
@@ -308,10 +309,11 @@ def check_models(settings: Settings, models_dir: Path) -> list[Finding]:
     ]
     if settings.slm.enabled:
         wanted.append((resolve_slm_model(settings.slm.model, manifest=manifest), settings.slm.path))
-    wake_is_file = settings.wake.model.endswith(".json")
-    wanted.append(
-        (manifest.default_for(Role.WAKE).name, settings.wake.model if wake_is_file else None)
-    )
+    engine, wake_model = settings.wake.engine, settings.wake.model
+    if wake_model in BUILTIN.get(engine, ()):
+        wanted.extend((name, None) for name in manifest_models(engine))
+    else:  # a model file of the user's own
+        wanted.append((Path(wake_model).name, wake_model))
     findings: list[Finding] = [check_slm_tier(settings)] if settings.slm.enabled else []
     for name, own_path in wanted:
         if own_path is not None:
