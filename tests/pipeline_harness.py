@@ -34,6 +34,9 @@ class PipelineRun:
     what ran on the loop itself. Unlike the wall-clock lag it does not grow when
     the loop merely waits for a core that the model threads are using."""
     loop_ticks: int = 0
+    volume: float = 1.0
+    """The assistant's volume when the run ended."""
+    timers_pending: int = 0
 
 
 async def loop_monitor(cpu_ms: list[float], interval_s: float = 0.005) -> None:
@@ -75,7 +78,8 @@ def run_pipeline(
     return PipelineRun(
         turns=turns, output=np.frombuffer(bytes(writer.pcm), dtype="<i2"), events=events,
         onsets_samples=onsets, max_loop_cpu_ms=max(loop_cpu_ms, default=0.0),
-        loop_ticks=len(loop_cpu_ms),
+        loop_ticks=len(loop_cpu_ms), volume=assistant.volume,
+        timers_pending=assistant.timers.pending,
     )  # fmt: skip
 
 

@@ -181,8 +181,8 @@ def test_the_model_waits_while_the_first_words_are_synthesised(
     responses: list[Response] = []
     real_respond = Responder.respond
 
-    def keeping(self: Responder, text: str, now_s: float) -> Response:
-        responses.append(real_respond(self, text, now_s))
+    def keeping(self: Responder, text: str, now_s: float, **kwargs: object) -> Response:
+        responses.append(real_respond(self, text, now_s, **kwargs))  # type: ignore[arg-type]
         return responses[-1]
 
     generating_during: list[tuple[str, bool]] = []
@@ -206,3 +206,38 @@ def test_the_model_waits_while_the_first_words_are_synthesised(
     assert all(generating for _, generating in rest), "running while the rest is"
     assert turn.reply.startswith(first_words)
     assert responses[-1].proceed is not None and responses[-1].proceed.is_set(), "left running"
+
+
+# -- the turn engine in realtime, with the real models -----------------------------
+# Fed at the pace of a microphone, so the speculative run at the first pause is the
+# path every command takes (a file read faster than real time would commit first).
+
+
+def test_realtime_timer_set_cancel_set_rings_once(
+    engines: Engines, tts: PiperTts, tmp_path: Path
+) -> None:
+    """The session a new user tries: set, cancel, set again, then silence. Each
+    command acts once: one timer rings, once."""
+    speech = compose(tts, [0.4, "Set a timer for ten seconds.", 2.0, "Cancel the timer.", 2.0,
+                           "Set a timer for eight seconds.", 1.0])  # fmt: skip
+    run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=True)
+    turns = voice_turns(run)
+    assert [t.intent for t in turns] == ["timer_set", "timer_cancel", "timer_set"], [
+        t.transcript for t in turns]  # fmt: skip
+    assert [t.reply for t in turns] == [
+        "Timer set for 10 seconds.", "Timer cancelled.", "Timer set for 8 seconds."]  # fmt: skip
+    fired = [e for e in run.events if e.type is EventType.TIMER_FIRED]
+    assert [e.data["label"] for e in fired] == ["8 seconds"]
+    assert [t.outcome for t in run.turns if t.kind == "say"] == ["answered"]
+    assert run.timers_pending == 0
+    stt_ends = [e for e in run.events if e.type is EventType.STT_END]
+    assert len(stt_ends) == len(turns), "one stt-end per run"
+
+
+def test_realtime_turn_it_down_lowers_the_volume_one_step(
+    engines: Engines, tts: PiperTts, tmp_path: Path
+) -> None:
+    speech = compose(tts, [0.4, "Turn it down.", 2.0])
+    run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=True)
+    assert [t.intent for t in voice_turns(run)] == ["volume_down"]
+    assert run.volume == pytest.approx(0.8)

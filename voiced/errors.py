@@ -58,3 +58,9 @@ class EngineError(VoicedError):
 
     code = "engine"
     exit_code = 5
+
+
+class SpeakerLostError(AudioError):
+    """The speaker stopped taking audio: what was queued did not play out in time."""
+
+    code = "speaker_lost"

@@ -16,7 +16,6 @@ from voiced.engines.slm import SlmEngine
 from voiced.engines.tts import PiperTts
 from voiced.engines.wake import BUILTIN_WAKE_WORDS, WakeWordDetector
 from voiced.errors import ModelError
-from voiced.intents.builtin import FIXED_REPLIES
 from voiced.models.manifest import Role, load_manifest
 from voiced.models.store import require_model_dir
 from voiced.settings import Settings
@@ -109,12 +108,13 @@ def load_engines(settings: Settings, models_dir: Path, roles: set[Role]) -> Engi
 
 def warm_up(engines: Engines, system_prompt: str) -> None:
     """Run each engine once so the first real turn does not pay for lazy setup
-    (CTranslate2 allocations, ONNX session warm-up, the SLM's system-prompt cache),
-    and have the built-in intents' fixed replies ready to play."""
+    (CTranslate2 allocations, ONNX session warm-up, the SLM's system-prompt cache).
+    The replies worth having ready are the pipeline's to prepare (it knows the
+    intents; engines do not), in voiced.pipeline.clock_phrases."""
     if engines.asr is not None:
         engines.asr.transcribe(bytes(16_000 * 2))
     if engines.tts is not None:
-        engines.tts.prepare_phrases("fixed", FIXED_REPLIES)
+        engines.tts.synthesize_all("Ready.")
     if engines.slm is not None:
         engines.slm.reply(system_prompt, [{"role": "user", "content": "Hi"}], max_tokens=2)
 

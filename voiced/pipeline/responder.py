@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from voiced.engines.slm import SlmEngine
 from voiced.errors import EngineError
-from voiced.intents.base import AssistantControls, IntentHandler, IntentMatch
+from voiced.intents.base import IntentHandler, IntentMatch, WorldView
 from voiced.intents.normalize import normalize
 from voiced.pipeline.conversation import Conversation
 from voiced.settings import SlmSettings
 
+Remember = Callable[[Callable[[], None]], None]
+"""Takes a memory write to do now or later (a speculative run holds it)."""
 FALLBACK_REPLY = "Sorry, I can only do local commands right now."
 
 
@@ -42,12 +45,12 @@ async def _once(text: str) -> AsyncIterator[str]:
 class Responder:
     def __init__(
         self, handlers: Sequence[IntentHandler], slm: SlmEngine | None, settings: SlmSettings,
-        controls: AssistantControls, executor: concurrent.futures.Executor,
+        view: WorldView, executor: concurrent.futures.Executor,
     ) -> None:  # fmt: skip
         self.handlers = list(handlers)
         self.slm = slm
         self.settings = settings
-        self.controls = controls
+        self.view = view
         self.executor = executor
         self.conversation = (
             Conversation(slm.count_tokens, budget_tokens=settings.memory_tokens,
@@ -56,14 +59,19 @@ class Responder:
         )  # fmt: skip
 
     def match_intent(self, text: str) -> IntentMatch | None:
+        """Pure: the first handler's match, or None. Changes nothing, however often."""
         normalized = normalize(text)
         for handler in self.handlers:
-            found = handler.match(normalized, self.controls)
+            found = handler.match(normalized, self.view)
             if found is not None:
                 return found
         return None
 
-    def respond(self, text: str, now_s: float) -> Response:
+    def respond(
+        self, text: str, now_s: float, *, remember: Remember | None = None
+    ) -> Response:
+        """``remember`` receives the memory write of a finished model reply instead of
+        it being done at once: a run holds it back until it is committed."""
         found = self.match_intent(text)
         if found is not None:
             return Response(found.intent, _once(found.reply), found, dict(found.slots))
@@ -72,12 +80,12 @@ class Responder:
         messages = self.conversation.messages_for(text, now_s)
         proceed = threading.Event()
         proceed.set()
-        deltas = self._stream_slm(text, messages, now_s, proceed)
+        deltas = self._stream_slm(text, messages, now_s, proceed, remember)
         return Response(None, deltas, streamed=True, proceed=proceed)
 
     async def _stream_slm(
         self, text: str, messages: list[dict[str, str]], now_s: float,
-        proceed: threading.Event,
+        proceed: threading.Event, remember: Remember | None = None,
     ) -> AsyncIterator[str]:  # fmt: skip
         """Run the generator in its worker thread and hand deltas to the loop.
 
@@ -113,7 +121,11 @@ class Responder:
                 yield item
             # Only a reply that was produced in full joins the memory: a
             # speculative turn cancelled half-way never happened.
-            self.conversation.remember(text, "".join(reply), now_s)
+            write = functools.partial(self.conversation.remember, text, "".join(reply), now_s)
+            if remember is None:
+                write()
+            else:
+                remember(write)
         finally:
             stop.set()
             proceed.set()  # a paused generation wakes to see the stop

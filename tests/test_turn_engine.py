@@ -1,0 +1,155 @@
+"""The turn engine, paced: every command acts exactly once, and stop, mute and
+barge-in end everything in flight.
+
+Each test feeds a script at the stream's pace (tests/paced.py), so a 150 ms
+transcription started at the first pause is still running while the silence
+goes on and the speculative path is taken every time. Counts, not presence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.paced import HangingSink, Script, paced_settings, run_paced
+from voiced.pipeline.events import EventType
+from voiced.pipeline.state import State
+
+
+def spoken(run: object) -> list[str]:
+    return list(run.tts.texts)  # type: ignore[attr-defined]
+
+
+def test_one_timer_command_sets_one_timer_and_it_rings_once() -> None:
+    script = Script().silence(300).say("Set a timer for ten seconds.").silence(1500)
+    pending: list[int] = []
+    script.do(lambda a: pending.append(a.timers.pending)).silence(10_000)
+    run = run_paced(script)
+    assert pending == [1]
+    (turn,) = run.voice_turns()
+    assert turn.intent == "timer_set"
+    assert turn.endpoint_ms is not None and turn.speech_end_ms is not None
+    assert turn.endpoint_ms - turn.speech_end_ms < 480, "committed at the first pause"
+    assert len(run.of(EventType.TIMER_FIRED)) == 1
+    assert spoken(run).count("Your 10 seconds timer is done.") == 1
+
+
+def test_set_then_cancel_cancels_the_timer_that_was_set() -> None:
+    script = (
+        Script().silence(300).say("Set a timer for ten seconds.").silence(1500)
+        .say("Cancel the timer.").silence(12_000)
+    )  # fmt: skip
+    run = run_paced(script)
+    replies = [t.reply for t in run.voice_turns()]
+    assert replies == ["Timer set for 10 seconds.", "Timer cancelled."]
+    assert run.assistant.timers.pending == 0
+    assert run.of(EventType.TIMER_FIRED) == []
+
+
+def test_turn_it_down_lowers_the_volume_one_step() -> None:
+    run = run_paced(Script().silence(300).say("Turn it down.").silence(1500))
+    assert run.assistant.volume == pytest.approx(0.8)
+    assert [t.intent for t in run.voice_turns()] == ["volume_down"]
+
+
+def test_a_pause_inside_a_sentence_gives_one_stt_end_per_run() -> None:
+    script = (
+        Script().silence(300).say("What is the capital of").silence(300).say("France?")
+        .silence(2000)
+    )  # fmt: skip
+    run = run_paced(script)
+    (turn,) = run.voice_turns()
+    assert turn.transcript == "What is the capital of France?"
+    ends = run.of(EventType.STT_END)
+    assert [e.data["text"] for e in ends] == ["What is the capital of France?"]
+    assert len(run.of(EventType.RUN_START)) == len(run.of(EventType.RUN_END)) == 1
+
+
+def test_a_dropped_speculative_reply_is_not_remembered() -> None:
+    script = (
+        Script().silence(300).say("What is the capital of").silence(400).say("France?")
+        .silence(2500)
+    )  # fmt: skip
+    run = run_paced(script)
+    conversation = run.assistant.responder.conversation
+    assert conversation is not None
+    assert [q["content"] for q, _ in conversation.turns] == ["What is the capital of France?"]
+    assert len(run.of(EventType.INTENT_END)) == 1
+
+
+@pytest.mark.parametrize("control", ["mute", "stop"])
+def test_mute_or_stop_while_transcribing_ends_the_turn(control: str) -> None:
+    """The command is being transcribed when the user mutes (or stops): nothing of
+    it is said or done, and after mute no event at all until unmute."""
+
+    def act(assistant: object) -> None:
+        if control == "mute":
+            assistant.set_muted(True)  # type: ignore[attr-defined]
+        else:
+            assistant.stop()  # type: ignore[attr-defined]
+
+    script = (
+        Script().silence(300).say("Set a timer for ten seconds.").silence(100).do(act)
+        .silence(12_000)
+    )  # fmt: skip
+    run = run_paced(script)
+    assert run.assistant.timers.pending == 0
+    assert spoken(run) == []
+    assert run.of(EventType.TTS_START) == [] and run.of(EventType.INTENT_START) == []
+    assert [t.outcome for t in run.voice_turns()] == ["cancelled"]
+    if control == "mute":
+        assert run.after(EventType.MUTED) == []
+        assert run.assistant.state is State.MUTED
+    else:
+        assert run.assistant.state is State.IDLE
+
+
+def test_mute_while_speaking_says_nothing_more() -> None:
+    script = Script().silence(300).say("Tell me a story.").silence(900)
+    script.do(lambda a: a.set_muted(True)).silence(3000)
+    run = run_paced(script, slm_reply=" ".join(["word"] * 40) + ".")
+    assert run.after(EventType.MUTED) == []
+    assert not run.sink.is_playing
+
+
+def test_nothing_heard_while_muted_and_heard_again_after() -> None:
+    script = Script().do(lambda a: a.set_muted(True)).silence(300).say("Turn it down.")
+    script.silence(1500).do(lambda a: a.set_muted(False)).silence(300).say("Turn it up.")
+    script.silence(1500)
+    run = run_paced(script)
+    assert [t.intent for t in run.voice_turns()] == ["volume_up"]
+    assert run.assistant.volume == pytest.approx(1.0)
+
+
+def test_one_frame_of_speech_during_a_reply_does_not_leave_it_listening() -> None:
+    """barge_in_on_speech: a blip of speech stops the reply and opens a turn; with
+    nothing more said that turn times out and the assistant is idle again."""
+    settings = paced_settings(barge_in_on_speech=True, no_speech_timeout_ms=2000)
+    script = Script().silence(300).say("Tell me a story.").silence(800)
+    script.say("uh", ms=10).silence(4000)
+    states: list[State] = []
+    script.do(lambda a: states.append(a.state))
+    run = run_paced(script, settings=settings, slm_reply=" ".join(["word"] * 60) + ".")
+    assert len(run.of(EventType.BARGE_IN)) == 1
+    assert states == [State.IDLE]
+    assert not run.assistant.has_pending_work(include_timers=False)
+    assert [t.outcome for t in run.voice_turns()] == ["barged_in", "no_speech"]
+
+
+def test_a_speaker_that_never_drains_ends_the_turn_with_an_error() -> None:
+    script = Script().silence(300).say("Turn it up.").silence(12_000).say("Turn it down.")
+    script.silence(12_000)
+    run = run_paced(script, sink=HangingSink())
+    outcomes = [t.outcome for t in run.voice_turns()]
+    assert outcomes == ["error", "error"]
+    assert run.assistant.state is State.IDLE
+    assert len(run.of(EventType.SPEAKER_LOST)) == 1
+
+
+def test_timers_survive_a_restart(tmp_path: Path) -> None:
+    first = run_paced(Script().silence(300).say("Set a timer for one minute.").silence(1500),
+                      state_dir=tmp_path)  # fmt: skip
+    assert first.assistant.timers.pending == 1
+    second = run_paced(Script().silence(61_000), state_dir=tmp_path)
+    assert len(second.of(EventType.TIMER_FIRED)) == 1
