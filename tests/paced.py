@@ -29,6 +29,7 @@ from voiced.audio.format import FRAME_SAMPLES, AudioFrame
 from voiced.audio.sinks import AlignedSink, AudioSink, MemoryWriter
 from voiced.engines.asr import Transcript
 from voiced.engines.loader import Engines, ModelPaths
+from voiced.errors import EngineError
 from voiced.pipeline.assistant import Assistant
 from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.listener import Heard
@@ -161,6 +162,22 @@ class ScriptedSlm:
             yield word + " "
 
 
+class FailingTts(ScriptedTts):
+    """Synthesis that fails on every call after the first ``works`` calls."""
+
+    def __init__(self, works: int = 0) -> None:
+        super().__init__()
+        self.works = works
+
+    def synthesize(
+        self, text: str, cancel: Any = None, *, repeatable: bool = False
+    ) -> Iterator[bytes]:
+        if len(self.texts) >= self.works:
+            self.texts.append(text)
+            raise EngineError("speech synthesis failed: the voice is broken")
+        yield from super().synthesize(text, cancel, repeatable=repeatable)
+
+
 class HangingSink(AlignedSink):
     """A speaker that vanished: audio goes nowhere and it never reports drained."""
 
@@ -242,11 +259,12 @@ def run_paced(
     script: Script, *, settings: Settings | None = None, wake_mode: bool = False,
     sink: AudioSink | None = None, asr_ms: float = 150, slm_ms: float = 100,
     tts_ms: float = 30, slm_reply: str = "The answer is forty two.",
-    state_dir: Path | None = None,
+    state_dir: Path | None = None, tts: ScriptedTts | None = None,
 ) -> PacedRun:  # fmt: skip
     """Feeds ``script`` through a real Assistant at the pace of the stream."""
     settings = settings or paced_settings()
-    asr, tts, slm = ScriptedAsr(script.phrases), ScriptedTts(), ScriptedSlm(slm_reply)
+    asr, slm = ScriptedAsr(script.phrases), ScriptedSlm(slm_reply)
+    tts = tts or ScriptedTts()
     unused = Path("/nonexistent")
     engines = Engines(ModelPaths(unused, unused, unused, unused, {"wake": "hey_jarvis"}),
                       asr=asr, tts=tts, slm=slm, wake=None)  # type: ignore[arg-type]  # fmt: skip

@@ -8,13 +8,16 @@ goes on and the speculative path is taken every time. Counts, not presence.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from tests.paced import HangingSink, Script, paced_settings, run_paced
+from tests.paced import FailingTts, HangingSink, Script, paced_settings, run_paced
 from voiced.pipeline.events import EventType
-from voiced.pipeline.state import State
+from voiced.pipeline.responder import Responder, Response
+from voiced.pipeline.state import TRANSITIONS, State, Trigger
+from voiced.pipeline.turn import TurnRecord
 
 
 def spoken(run: object) -> list[str]:
@@ -153,3 +156,76 @@ def test_timers_survive_a_restart(tmp_path: Path) -> None:
     assert first.assistant.timers.pending == 1
     second = run_paced(Script().silence(61_000), state_dir=tmp_path)
     assert len(second.of(EventType.TIMER_FIRED)) == 1
+
+
+def test_a_spoken_ask_interrupted_by_the_wake_word_still_answers_its_caller() -> None:
+    asks: list[asyncio.Task[TurnRecord]] = []
+    script = Script().silence(300)
+    script.do(lambda a: asks.append(asyncio.ensure_future(a.ask("Tell me a story.", speak=True))))
+    script.silence(800).wake().silence(300).say("What time is it?").silence(1500)
+    run = run_paced(script, wake_mode=True, slm_reply=" ".join(["word"] * 60) + ".")
+    (ask,) = asks
+    assert ask.done() and not ask.cancelled() and ask.exception() is None
+    assert ask.result().outcome == "barged_in"
+    assert [t.intent for t in run.voice_turns()] == ["time"]
+
+
+def test_close_ends_a_speculative_run_and_everything_else() -> None:
+    script = Script().silence(300).say("What is the capital of").silence(100)
+    run = run_paced(script)
+    assert run.assistant.session.state is State.IDLE
+    assert not run.assistant.has_pending_work(include_timers=False)
+    assert [t.outcome for t in run.voice_turns()] == ["cancelled"]
+    assert run.of(EventType.STT_END) == [], "the speculative transcript never went out"
+
+
+def test_no_follow_up_window_after_stop() -> None:
+    settings = paced_settings(follow_up_window_ms=3000)
+    script = Script().silence(300).wake().silence(200).say("What time is it?").silence(2500)
+    script.say("Stop.").silence(1500)
+    states: list[State] = []
+    script.do(lambda a: states.append(a.state)).silence(300).say("Turn it down.").silence(1500)
+    run = run_paced(script, settings=settings, wake_mode=True)
+    assert [t.intent for t in run.voice_turns() if t.outcome == "answered"] == ["time", "stop"]
+    assert states == [State.IDLE]
+    assert run.assistant.volume == 1.0, "heard nothing without the wake word after stop"
+
+
+def test_every_state_change_is_in_the_table() -> None:
+    """The session objects move as voiced.pipeline.state.TRANSITIONS says."""
+    settings = paced_settings(barge_in_on_speech=True, follow_up_window_ms=1000)
+    script = (
+        Script().silence(300).say("Turn it up.").silence(1500).say("Tell me a story.")
+        .silence(800).say("uh", ms=10).silence(3000).do(lambda a: a.set_muted(True))
+        .silence(300).do(lambda a: a.set_muted(False)).say("What time is").silence(100)
+        .do(lambda a: a.stop()).silence(500).do(lambda a: a.listen()).silence(6000)
+    )  # fmt: skip
+    run = run_paced(script, settings=settings, slm_reply=" ".join(["word"] * 60) + ".")
+    changes = [(e.data["previous"], e.data["trigger"], e.data["state"])
+               for e in run.of(EventType.STATE_CHANGED)]  # fmt: skip
+    assert len(changes) > 10
+    for previous, trigger, state in changes:
+        assert TRANSITIONS.get((State(previous), Trigger(trigger))) is State(state), changes
+
+
+def test_a_tts_failure_before_the_first_words_ends_the_turn_and_frees_the_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The model pauses while the first words are synthesised; when that synthesis
+    fails the pause is released and the turn ends with an error event (no
+    traceback), and the next command is answered."""
+    responses: list[Response] = []
+    real = Responder.respond
+
+    def keeping(self: Responder, text: str, now_s: float, **kwargs: object) -> Response:
+        responses.append(real(self, text, now_s, **kwargs))  # type: ignore[arg-type]
+        return responses[-1]
+
+    monkeypatch.setattr(Responder, "respond", keeping)
+    script = Script().silence(300).say("Tell me a story.").silence(3000)
+    run = run_paced(script, tts=FailingTts(), slm_reply=" ".join(["word"] * 30) + ".")
+    (turn,) = run.voice_turns()
+    assert turn.outcome == "error" and "synthesis failed" in (turn.error or "")
+    assert [e.data["code"] for e in run.of(EventType.ERROR)] == ["engine"]
+    assert responses[0].proceed is not None and responses[0].proceed.is_set()
+    assert run.assistant.state is State.IDLE
