@@ -80,7 +80,8 @@ def test_named_timers_several_at_once_and_time_left() -> None:
     clock.ms = 40_000.0
     assert controls.due_alerts() == ["30 seconds"]
     assert controls.due_alerts() == [], "each timer fires once"
-    assert controls.next_announcement() == "Your 30 seconds timer is done."
+    alert = controls.next_announcement()
+    assert alert is not None and alert.text == "Your 30 seconds timer is done." and alert.alert
 
 
 @pytest.mark.parametrize(("seconds", "spoken"), [
@@ -117,7 +118,7 @@ def test_a_timer_alert_is_never_dropped_for_a_say() -> None:
         assert controls.announce(f"say {index}")
     assert not controls.announce("one too many")
     assert controls.announce("Your pasta timer is done.", alert=True)
-    texts = [text for text, _ in controls.announcements]
+    texts = [a.text for a in controls.announcements]
     assert "Your pasta timer is done." in texts and len(texts) == MAX_ANNOUNCEMENTS
 
 

@@ -14,6 +14,7 @@ from tests.pipeline_harness import loop_monitor, rms, run_pipeline, voice_turns
 from voiced.engines.loader import Engines
 from voiced.engines.tts import PiperTts
 from voiced.intents.normalize import normalize
+from voiced.pipeline.controls import ALERT_RINGS
 from voiced.pipeline.events import EventType
 from voiced.pipeline.responder import Responder, Response
 from voiced.settings import Settings, SlmSettings
@@ -56,11 +57,13 @@ def test_one_reply_per_utterance_without_wake(
 def test_timer_fires_and_is_spoken(engines: Engines, tts: PiperTts, tmp_path: Path) -> None:
     speech = compose(tts, [0.4, "Set a timer for two seconds.", 1.0])
     run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=False)
-    assert [t.intent for t in voice_turns(run)] == ["timer_set"]
+    assert [t.intent for t in voice_turns(run) if t.outcome == "answered"] == ["timer_set"]
     fired = [e for e in run.events if e.type is EventType.TIMER_FIRED]
     assert len(fired) == 1
+    # Unanswered, the alert rings ALERT_RINGS times, with a window for "stop" after each.
     said = [t for t in run.turns if t.kind == "say"]
-    assert len(said) == 1 and said[0].outcome == "answered"
+    assert len(said) == ALERT_RINGS and all(t.outcome == "answered" for t in said)
+    assert {t.reply for t in said} == {"Your 2 seconds timer is done."}
     assert engines.asr is not None
     heard = normalize(engines.asr.transcribe(run.output.tobytes()).text)
     assert "timer set for 2 seconds" in heard and "timer is done" in heard
@@ -221,14 +224,16 @@ def test_realtime_timer_set_cancel_set_rings_once(
     speech = compose(tts, [0.4, "Set a timer for ten seconds.", 2.0, "Cancel the timer.", 2.0,
                            "Set a timer for eight seconds.", 1.0])  # fmt: skip
     run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=True)
-    turns = voice_turns(run)
+    turns = [t for t in voice_turns(run) if t.outcome != "no_speech"]  # not ring windows
     assert [t.intent for t in turns] == ["timer_set", "timer_cancel", "timer_set"], [
         t.transcript for t in turns]  # fmt: skip
     assert [t.reply for t in turns] == [
         "Timer set for 10 seconds.", "Timer cancelled.", "Timer set for 8 seconds."]  # fmt: skip
     fired = [e for e in run.events if e.type is EventType.TIMER_FIRED]
     assert [e.data["label"] for e in fired] == ["8 seconds"]
-    assert [t.outcome for t in run.turns if t.kind == "say"] == ["answered"]
+    said = [t for t in run.turns if t.kind == "say"]
+    assert {t.reply for t in said} == {"Your 8 seconds timer is done."}, "one alert, ringing"
+    assert len(said) == ALERT_RINGS
     assert run.timers_pending == 0
     stt_ends = [e for e in run.events if e.type is EventType.STT_END]
     assert len(stt_ends) == len(turns), "one stt-end per run"

@@ -30,7 +30,8 @@ def test_one_timer_command_sets_one_timer_and_it_rings_once() -> None:
     script.do(lambda a: pending.append(a.timers.pending)).silence(10_000)
     run = run_paced(script)
     assert pending == [1]
-    (turn,) = run.voice_turns()
+    (turn, *ring_windows) = run.voice_turns()
+    assert all(t.outcome in ("no_speech", "cancelled") and not t.intent for t in ring_windows)
     assert turn.intent == "timer_set"
     assert turn.endpoint_ms is not None and turn.speech_end_ms is not None
     assert turn.endpoint_ms - turn.speech_end_ms < 480, "committed at the first pause"
@@ -229,3 +230,36 @@ def test_a_tts_failure_before_the_first_words_ends_the_turn_and_frees_the_model(
     assert [e.data["code"] for e in run.of(EventType.ERROR)] == ["engine"]
     assert responses[0].proceed is not None and responses[0].proceed.is_set()
     assert run.assistant.state is State.IDLE
+
+
+def _alerts(run: object) -> int:
+    return spoken(run).count("Your 2 seconds timer is done.")
+
+
+def test_a_ringing_timer_stops_on_stop_without_the_wake_word() -> None:
+    script = Script().silence(300).wake().silence(200).say("Set a timer for two seconds.")
+    script.silence(3500).say("Stop.").silence(20_000)
+    run = run_paced(script, wake_mode=True)
+    assert len(run.of(EventType.TIMER_FIRED)) == 1
+    assert _alerts(run) == 1
+    assert [t.intent for t in run.voice_turns() if t.outcome == "answered"] == [
+        "timer_set", "stop"]  # fmt: skip
+
+
+def test_an_unanswered_alert_rings_three_times_and_other_talk_is_not_a_command() -> None:
+    script = Script().silence(300).wake().silence(200).say("Set a timer for two seconds.")
+    script.silence(3500).say("Turn it down.").silence(30_000)
+    run = run_paced(script, wake_mode=True)
+    assert len(run.of(EventType.TIMER_FIRED)) == 1
+    assert _alerts(run) == 3
+    assert run.assistant.volume == 1.0, "talk near a ringing timer is not a command"
+    assert not run.assistant.has_pending_work()
+
+
+def test_a_timer_rings_while_muted() -> None:
+    script = Script().silence(300).say("Set a timer for two seconds.").silence(1000)
+    script.do(lambda a: a.set_muted(True)).silence(6000)
+    run = run_paced(script)
+    assert len(run.of(EventType.TIMER_FIRED)) == 1
+    assert _alerts(run) == 1
+    assert run.assistant.state is State.MUTED

@@ -10,6 +10,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from voiced.intents.base import IntentMatch, TimerView
@@ -19,6 +20,17 @@ from voiced.pipeline.timers import TimerBook
 
 _LOGGER = logging.getLogger(__name__)
 MAX_ANNOUNCEMENTS = 16
+ALERT_RINGS = 3
+"""A timer alert is said up to this many times, until someone says "stop"."""
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    text: str
+    alert: bool = False
+    """A timer's alert: never dropped for a plain announcement; it rings again."""
+    rings_left: int = 1
+    """Including this one."""
 TIMERS_FILE = "timers.json"
 
 
@@ -30,8 +42,8 @@ class Controls:
         self.volume = max(0.0, min(1.0, volume))
         self._now_ms = now_ms
         self.timers = TimerBook(state_dir / TIMERS_FILE if state_dir else None, now_ms=now_ms())
-        self.announcements: deque[tuple[str, bool]] = deque()
-        """(text, is a timer alert), spoken in order once the assistant is free."""
+        self.announcements: deque[Announcement] = deque()
+        """Spoken in order once the assistant is free."""
         self._stop_speaking = stop_speaking
 
     @property
@@ -66,31 +78,36 @@ class Controls:
         elif isinstance(effect, ChangeVolume):
             self.volume = clamp_volume(self.volume + effect.step)
         elif isinstance(effect, StopSpeaking):
-            self.announcements = deque(a for a in self.announcements if not a[1])
+            self.announcements = deque(a for a in self.announcements if not a.alert)
             self._stop_speaking()
 
     def due_alerts(self) -> list[str]:
         """Labels of timers that fire now; their alerts are queued to be spoken."""
         fired = self.timers.due(self._now_ms())
         for label in fired:
-            self.announce(f"Your {label} timer is done.", alert=True)
+            self.announce(f"Your {label} timer is done.", alert=True, rings=ALERT_RINGS)
         return fired
 
-    def announce(self, text: str, *, alert: bool = False) -> bool:
+    def announce(self, text: str, *, alert: bool = False, rings: int = 1) -> bool:
         """Queue ``text``; a timer alert is never dropped: when the queue is full the
         oldest plain announcement gives way, and only alerts beyond the cap are
         refused (logged)."""
         if len(self.announcements) >= MAX_ANNOUNCEMENTS:
-            plain = next((a for a in self.announcements if not a[1]), None)
+            plain = next((a for a in self.announcements if not a.alert), None)
             if plain is None or not alert:
                 _LOGGER.warning("announcement dropped: %d are waiting", len(self.announcements))
                 return False
             self.announcements.remove(plain)
-        self.announcements.append((text, alert))
+        self.announcements.append(Announcement(text, alert, rings))
         return True
 
-    def next_announcement(self) -> str | None:
-        return self.announcements.popleft()[0] if self.announcements else None
+    def ring_again(self, alert: Announcement) -> None:
+        """Nobody stopped the alert: it comes again, first, one ring fewer."""
+        if alert.rings_left > 1:
+            self.announcements.appendleft(replace(alert, rings_left=alert.rings_left - 1))
+
+    def next_announcement(self) -> Announcement | None:
+        return self.announcements.popleft() if self.announcements else None
 
     def clear_announcements(self) -> None:
         self.announcements.clear()

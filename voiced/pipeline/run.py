@@ -22,7 +22,7 @@ from voiced.errors import SpeakerLostError, VoicedError
 from voiced.intents.base import IntentMatch
 from voiced.pipeline.chunker import ChunkerSettings, SpeechChunker
 from voiced.pipeline.clock import StreamClock
-from voiced.pipeline.controls import Controls
+from voiced.pipeline.controls import Announcement, Controls
 from voiced.pipeline.events import EventType
 from voiced.pipeline.outbox import Outbox
 from voiced.pipeline.responder import Responder, Response
@@ -75,6 +75,8 @@ class TurnRun:
         self.match: IntentMatch | None = None
         self.finished = False
         self.failed = False
+        self.ringing: Announcement | None = None
+        """Set for a run heard in a timer's ring window: only a stop is for us."""
         self._audio_end_ms = 0.0
 
     # -- ending ---------------------------------------------------------------
@@ -126,6 +128,10 @@ class TurnRun:
             await self.gate.wait()
             if not text:
                 self.finish("empty_transcript")
+                return
+            heard = self.ctx.responder.match_intent(text) if self.ringing else None
+            if self.ringing is not None and not _stops_ringing(heard):
+                self.finish("ignored")  # said near a ringing timer, not to us
                 return
             await self.answer(text, speak=True)
         except asyncio.CancelledError:
@@ -314,6 +320,10 @@ class TurnRun:
                 "the speaker stopped playing: the reply did not play out",
                 fix="check the speaker's cable or USB connection (voiced devices)",
             )
+
+
+def _stops_ringing(match: IntentMatch | None) -> bool:
+    return match is not None and (match.stop_speaking or match.intent.startswith("timer"))
 
 
 def _chunks(texts: list[str]) -> asyncio.Queue[str | None]:

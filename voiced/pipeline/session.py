@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from voiced.pipeline.controls import Announcement
 from voiced.pipeline.endpointer import Endpointer
 from voiced.pipeline.outbox import Outbox
 from voiced.pipeline.run import TurnRun
@@ -37,6 +38,9 @@ class Listening:
     """The utterance buffer's cap: longer than any utterance the endpointer allows."""
     utterance: bytearray = field(default_factory=bytearray)
     speculative: SpeculativeRun | None = None
+    ringing: Announcement | None = None
+    """A timer alert just played: this window hears "stop" without the wake word
+    (and nothing else); unanswered, the alert rings again."""
 
     @property
     def state(self) -> State:
@@ -58,6 +62,8 @@ class Responding:
     task: asyncio.Task[None]
     speaking: bool = False
     """The first audio of the reply has gone to the speaker."""
+    announcement: Announcement | None = None
+    """What a say run is saying (a timer alert rings again unless stopped)."""
 
     @property
     def state(self) -> State:
