@@ -263,3 +263,13 @@ def test_a_timer_rings_while_muted() -> None:
     assert len(run.of(EventType.TIMER_FIRED)) == 1
     assert _alerts(run) == 1
     assert run.assistant.state is State.MUTED
+
+
+def test_the_follow_up_window_does_not_hear_the_reply_tail() -> None:
+    """The reply has drained from the queue, but the room still plays its last
+    words: a follow-up window opening then does not take them for the user."""
+    settings = paced_settings(follow_up_window_ms=3000)
+    script = Script().silence(300).wake().silence(200).say("What time is it?").silence(620)
+    script.say("AM.", ms=250).silence(4000)
+    run = run_paced(script, settings=settings, wake_mode=True)
+    assert [t.transcript for t in run.voice_turns() if t.transcript] == ["What time is it?"]

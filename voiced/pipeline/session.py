@@ -38,6 +38,8 @@ class Listening:
     """The utterance buffer's cap: longer than any utterance the endpointer allows."""
     utterance: bytearray = field(default_factory=bytearray)
     speculative: SpeculativeRun | None = None
+    deaf_until_sample: int = 0
+    """Speech before this stream position is not heard (a reply's tail in the room)."""
     ringing: Announcement | None = None
     """A timer alert just played: this window hears "stop" without the wake word
     (and nothing else); unanswered, the alert rings again."""

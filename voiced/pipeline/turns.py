@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 
-from voiced.audio.format import PIPELINE_RATE_HZ, AudioFrame
+from voiced.audio.format import PIPELINE_RATE_HZ, AudioFrame, ms_to_samples
 from voiced.pipeline.clock import StreamClock
 from voiced.pipeline.controls import Announcement, Controls
 from voiced.pipeline.endpointer import (
@@ -37,6 +37,9 @@ RING_WINDOW_MS = 5000
 """After a timer alert, this long to say "stop" without the wake word."""
 UNANSWERED = frozenset({"no_speech", "empty_transcript", "ignored"})
 BYTES_PER_MS = PIPELINE_RATE_HZ * 2 // 1000
+ROOM_TAIL_MS = 300
+"""After a reply has drained, the sound card and the room still play its last
+~100-300 ms: a follow-up or ring window does not take that for the user."""
 
 
 class Turns:
@@ -88,6 +91,8 @@ class Turns:
                        previous=before.value, trigger=trigger.value)  # fmt: skip
 
     def hear_in(self, listening: Listening, speech: bool, quiet: bool, frame: AudioFrame) -> None:
+        if frame.start_sample < listening.deaf_until_sample:
+            speech = False  # the room still plays the reply's tail
         listening.append(frame.pcm)
         for event in listening.endpointer.process(speech, frame.duration_ms, quiet=quiet):
             if self.session is not listening:
@@ -134,6 +139,8 @@ class Turns:
             outbox.emit(EventType.RUN_START, turn_id=turn.turn_id)
             outbox.emit(EventType.STT_START, turn_id=turn.turn_id)
         listening = Listening(turn, outbox, endpointer, self._utterance_cap, ringing=ringing)
+        if follow_up:
+            listening.deaf_until_sample = self.clock.position_samples + ms_to_samples(ROOM_TAIL_MS)
         self.move(listening, trigger)
         return listening
 
