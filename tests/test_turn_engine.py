@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.paced import FailingTts, HangingSink, Script, paced_settings, run_paced
+from voiced.errors import BusyError
 from voiced.pipeline.events import EventType
 from voiced.pipeline.responder import Responder, Response
 from voiced.pipeline.state import TRANSITIONS, State, Trigger
@@ -273,3 +274,21 @@ def test_the_follow_up_window_does_not_hear_the_reply_tail() -> None:
     script.say("AM.", ms=250).silence(4000)
     run = run_paced(script, settings=settings, wake_mode=True)
     assert [t.transcript for t in run.voice_turns() if t.transcript] == ["What time is it?"]
+
+
+def test_an_ask_during_a_voice_turn_is_refused_not_interleaved() -> None:
+    asks: list[asyncio.Task[TurnRecord]] = []
+
+    def ask(assistant: object) -> None:
+        asks.append(asyncio.ensure_future(assistant.ask("Tell me a joke.", speak=False)))  # type: ignore[attr-defined]
+
+    script = Script().silence(300).say("What is the capital of", ms=600).do(ask)
+    script.say("France?").silence(1500).do(ask).silence(500)
+    run = run_paced(script)
+    busy, answered = asks
+    assert isinstance(busy.exception(), BusyError)
+    assert answered.result().outcome == "answered"
+    conversation = run.assistant.responder.conversation
+    assert conversation is not None
+    assert [q["content"] for q, _ in conversation.turns] == [
+        "What is the capital of France?", "Tell me a joke."]  # fmt: skip

@@ -24,7 +24,7 @@ from pathlib import Path
 from voiced.audio.format import PIPELINE_RATE_HZ, AudioFrame
 from voiced.audio.sinks import AudioSink
 from voiced.engines.loader import Engines
-from voiced.errors import VoicedError
+from voiced.errors import BusyError, VoicedError
 from voiced.intents.base import IntentHandler
 from voiced.intents.builtin import BuiltinIntents
 from voiced.pipeline.clock import StreamClock
@@ -284,13 +284,18 @@ class Assistant:
         self.controls.announce(text)
 
     async def ask(self, text: str, *, speak: bool) -> TurnRecord:
-        """Text in, reply out (API ask); spoken when ``speak``. A spoken ask takes the
-        session only when it is idle; an interrupted one still returns its record."""
+        """Text in, reply out (API ask); spoken when ``speak``. Refused (BusyError)
+        while a voice turn is in flight; a spoken ask needs the session idle. An
+        interrupted ask still returns its record."""
+        session = self.turns.session
+        if isinstance(session, Listening | Responding) or (speak and not isinstance(session, Idle)):
+            # A voice turn in flight has the conversation: an ask beside it would
+            # interleave with its memory (and a spoken one with its sound).
+            raise BusyError("a turn is in progress; ask again when it is over",
+                            fix="retry once the state is idle")  # fmt: skip
         turn = self.turns.new_turn(kind="text", transcript=text)
         run = self.turns.new_run(turn)
         if speak:
-            if not isinstance(self.turns.session, Idle):
-                raise VoicedError("the assistant is busy; ask again when it is idle")
             task = asyncio.create_task(run.text(text, speak=True))
             self.turns.move(Responding(run, task), Trigger.SAY)
         else:
