@@ -292,3 +292,13 @@ def test_an_ask_during_a_voice_turn_is_refused_not_interleaved() -> None:
     assert conversation is not None
     assert [q["content"] for q, _ in conversation.turns] == [
         "What is the capital of France?", "Tell me a joke."]  # fmt: skip
+
+
+def test_a_breath_after_set_a_timer_does_not_end_the_command() -> None:
+    script = Script().silence(300).say("Set a timer.").silence(350).say("For ten seconds.")
+    script.silence(1500)
+    run = run_paced(script)
+    turns = [t for t in run.voice_turns() if t.transcript]
+    assert [t.transcript for t in turns] == ["Set a timer. For ten seconds."]
+    assert [t.intent for t in turns] == ["timer_set"]
+    assert run.assistant.timers.pending == 1
