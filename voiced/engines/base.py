@@ -33,3 +33,13 @@ class TextToSpeech(Protocol):
     def prepare_phrases(self, group: str, phrases: Sequence[str]) -> None:
         """Synthesise ``phrases`` ahead of need and keep them as ``group``."""
         ...
+
+
+class WakeWord(Protocol):
+    def process(self, pcm: bytes) -> bool:
+        """Feed 16 kHz mono int16; True when the wake word ended in this audio."""
+        ...
+
+    def reset(self) -> None:
+        """Forget partial scores (frames were skipped, or a new stream)."""
+        ...

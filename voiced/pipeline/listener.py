@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from voiced.engines.wake import WakeWordDetector
+from voiced.engines.base import WakeWord
 from voiced.pipeline.quiet import QuietGate
 from voiced.pipeline.vad import WebRtcVad
 
@@ -28,7 +28,7 @@ class Listener:
     """
 
     def __init__(
-        self, wake: WakeWordDetector | None, vad: WebRtcVad,
+        self, wake: WakeWord | None, vad: WebRtcVad,
         quiet_gate: QuietGate | None = None,
     ) -> None:  # fmt: skip
         self.wake = wake
