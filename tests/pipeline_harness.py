@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +51,10 @@ async def loop_monitor(cpu_ms: list[float], interval_s: float = 0.005) -> None:
 def run_pipeline(
     engines: Engines, settings: Settings, pcm: bytes, tmp_path: Path, *,
     wake_mode: bool, realtime: bool,
+    on_event: Callable[[Assistant, Event], None] | None = None,
 ) -> PipelineRun:  # fmt: skip
+    """``on_event`` sees each event as it is published, with the assistant (a test
+    can act on it: mute when the command starts...)."""
     wav = tmp_path / "input.wav"
     write_wav(wav, pcm)
     writer = MemoryWriter()
@@ -59,6 +63,8 @@ def run_pipeline(
     events: list[Event] = []
     bus.add_listener(events.append)
     assistant = Assistant(settings, engines, sink, bus, wake_mode=wake_mode)
+    if on_event is not None:
+        bus.add_listener(lambda event: on_event(assistant, event))
     turns: list[TurnRecord] = []
     assistant.on_turn_done.append(turns.append)
     loop_cpu_ms: list[float] = []

@@ -150,3 +150,12 @@ def test_outbox_caps_what_it_holds() -> None:
         held.emit(EventType.INTENT_PROGRESS)
     held.commit()
     assert len(published) == MAX_HELD
+
+
+def test_an_outbox_closed_while_it_commits_sends_nothing_more() -> None:
+    published: list[Event] = []
+    outbox = Outbox(lambda e: (published.append(e), outbox.close()), lambda: 0.0, held=True)
+    outbox.emit(EventType.STT_END)
+    outbox.emit(EventType.STT_VAD_END)
+    outbox.commit()
+    assert [e.type for e in published] == [EventType.STT_END]

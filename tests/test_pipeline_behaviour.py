@@ -14,8 +14,9 @@ from tests.pipeline_harness import loop_monitor, rms, run_pipeline, voice_turns
 from voiced.engines.loader import Engines
 from voiced.engines.tts import PiperTts
 from voiced.intents.normalize import normalize
+from voiced.pipeline.assistant import Assistant
 from voiced.pipeline.controls import ALERT_RINGS
-from voiced.pipeline.events import EventType
+from voiced.pipeline.events import Event, EventType
 from voiced.pipeline.responder import Responder, Response
 from voiced.settings import Settings, SlmSettings
 from voiced.speech_synth import compose
@@ -245,4 +246,35 @@ def test_realtime_turn_it_down_lowers_the_volume_one_step(
     speech = compose(tts, [0.4, "Turn it down.", 2.0])
     run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=True)
     assert [t.intent for t in voice_turns(run)] == ["volume_down"]
+    assert run.volume == pytest.approx(0.8)
+
+
+def test_realtime_mute_during_a_command_ends_it(
+    engines: Engines, tts: PiperTts, tmp_path: Path
+) -> None:
+    """Muted half a second into "Set a timer for ten seconds.": nothing of it is
+    heard, done or said, and after the muted event no event at all."""
+
+    def on_event(assistant: Assistant, event: Event) -> None:
+        if event.type is EventType.STT_VAD_START:
+            asyncio.get_running_loop().call_later(0.5, assistant.set_muted, True)
+
+    speech = compose(tts, [0.4, "Set a timer for ten seconds.", 2.0, "Turn it down.", 2.0])
+    run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=True,
+                       on_event=on_event)  # fmt: skip
+    muted_at = next(i for i, e in enumerate(run.events) if e.type is EventType.MUTED)
+    assert run.events[muted_at + 1 :] == []
+    assert run.timers_pending == 0 and run.volume == 1.0
+    assert [t.outcome for t in voice_turns(run)] == ["cancelled"]
+    assert rms(run.output) == 0.0
+
+
+def test_realtime_follow_up_window(engines: Engines, tts: PiperTts, tmp_path: Path) -> None:
+    follow_up = dataclasses.replace(Settings().listen, follow_up_window_ms=3000)
+    settings = dataclasses.replace(Settings(), listen=follow_up)
+    speech = compose(tts, [0.4, "Hey Jarvis.", 0.3, "What time is it?", 2.5,
+                           "Turn it down.", 3.5])  # fmt: skip
+    run = run_pipeline(engines, settings, speech, tmp_path, wake_mode=True, realtime=True)
+    answered = [t.intent for t in voice_turns(run) if t.outcome == "answered"]
+    assert answered == ["time", "volume_down"]
     assert run.volume == pytest.approx(0.8)

@@ -74,6 +74,8 @@ class Outbox:
         self._mode = _Mode.OPEN
         held, self._held = self._held, []
         for item in held:
+            if self._mode is not _Mode.OPEN:
+                break  # what it delivered ended the run (a listener muted): no more
             self._deliver(item)
 
     def close(self) -> None:
