@@ -37,9 +37,11 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "vad_aggressiveness": 1, "speech_start_ms": 90, "speculative_silence_ms": 200,
         "silence_end_ms": 600, "max_speech_ms": 10000, "no_speech_timeout_ms": 4000,
         "follow_up_window_ms": 3000, "barge_in": False, "barge_in_on_speech": True,
-        "early_commit": False, "speculate_on_quiet": False,
+        "early_commit": False, "speculate_on_quiet": False, "ring_window_ms": 8000,
+        "alert_rings": 2,
     },
-    "audio": {"input": "hw:1", "output": "hw:2", "volume": 0.5, "mic_lost_exit_s": 120.0},
+    "audio": {"input": "hw:1", "output": "hw:2", "volume": 0.5, "mic_lost_exit_s": 120.0,
+              "drain_grace_ms": 3000, "announce_while_muted": False},
     "http": {"listen": "127.0.0.1:8400", "token": "secret"},
     "mqtt": {
         "host": "broker", "port": 8883, "username": "u", "password": "p", "tls": True,

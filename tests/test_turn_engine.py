@@ -9,6 +9,7 @@ goes on and the speculative path is taken every time. Counts, not presence.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -302,3 +303,19 @@ def test_a_breath_after_set_a_timer_does_not_end_the_command() -> None:
     assert [t.transcript for t in turns] == ["Set a timer. For ten seconds."]
     assert [t.intent for t in turns] == ["timer_set"]
     assert run.assistant.timers.pending == 1
+
+
+def test_with_announce_while_muted_off_an_alert_waits_for_unmute() -> None:
+    base = paced_settings()
+    settings = dataclasses.replace(
+        base, audio=dataclasses.replace(base.audio, announce_while_muted=False))
+    script = Script().silence(300).say("Set a timer for two seconds.").silence(1000)
+    script.do(lambda a: a.set_muted(True)).silence(6000)
+    script.do(lambda a: a.set_muted(False)).silence(3000)
+    run = run_paced(script, settings=settings)
+    fired = run.of(EventType.TIMER_FIRED)
+    assert len(fired) == 1
+    unmuted = next(e for e in run.of(EventType.MUTED) if e.data["muted"] is False)
+    starts = [e for e in run.of(EventType.TTS_START) if e.stream_ms > fired[0].stream_ms]
+    assert starts and all(e.stream_ms >= unmuted.stream_ms for e in starts)
+    assert _alerts(run) >= 1

@@ -88,7 +88,7 @@ class Assistant:
         self._errors_log = RateLimitedLog(_LOGGER)
         self.controls = Controls(
             volume=settings.audio.volume, now_ms=self.clock.now_ms, state_dir=state_dir,
-            stop_speaking=self._stop_speaking,
+            stop_speaking=self._stop_speaking, alert_rings=listen.alert_rings,
         )
         self.responder = Responder(
             [*(extra_intents or []), BuiltinIntents()], engines.slm, settings.slm,
@@ -100,7 +100,7 @@ class Assistant:
             speaker=self.speaker, sink=sink, controls=self.controls, clock=self.clock,
             errors_log=self._errors_log,
             first_chunk_max_words=settings.tts.first_chunk_max_words, hold=self._hold,
-            speaker_health=self._speaker_health,
+            speaker_health=self._speaker_health, drain_grace_ms=settings.audio.drain_grace_ms,
         )  # fmt: skip
         self._clock_phrases = (
             ClockPhrases(engines.tts, self.workers.tts, self._errors_log)
@@ -177,7 +177,8 @@ class Assistant:
         session = self.turns.session
         if isinstance(session, Muted):
             if session.playing is None:
-                self.turns.start_announcement()
+                self.turns.start_announcement(
+                    while_muted=self.settings.audio.announce_while_muted)
             return
         listen = self.settings.listen
         speaking = isinstance(session, Responding)
@@ -267,7 +268,10 @@ class Assistant:
         session = self.turns.session
         if muted and not isinstance(session, Muted):
             keep = None
-            if isinstance(session, Responding) and session.run.turn.kind == "say":
+            if (
+                isinstance(session, Responding) and session.run.turn.kind == "say"
+                and self.settings.audio.announce_while_muted
+            ):  # fmt: skip
                 keep = session
             if keep is not None:
                 self.turns.move(Muted(playing=keep), Trigger.MUTE)

@@ -21,7 +21,8 @@ from voiced.pipeline.timers import TimerBook
 _LOGGER = logging.getLogger(__name__)
 MAX_ANNOUNCEMENTS = 16
 ALERT_RINGS = 3
-"""A timer alert is said up to this many times, until someone says "stop"."""
+"""A timer alert is said up to this many times, until someone says "stop" (the
+default of listen.alert_rings)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ TIMERS_FILE = "timers.json"
 class Controls:
     def __init__(
         self, *, volume: float, now_ms: Callable[[], float], state_dir: Path | None = None,
-        stop_speaking: Callable[[], None] = lambda: None,
+        stop_speaking: Callable[[], None] = lambda: None, alert_rings: int = ALERT_RINGS,
     ) -> None:  # fmt: skip
         self.volume = max(0.0, min(1.0, volume))
         self._now_ms = now_ms
@@ -45,6 +46,7 @@ class Controls:
         self.announcements: deque[Announcement] = deque()
         """Spoken in order once the assistant is free."""
         self._stop_speaking = stop_speaking
+        self._alert_rings = alert_rings
 
     @property
     def view(self) -> ControlsView:
@@ -85,7 +87,7 @@ class Controls:
         """Labels of timers that fire now; their alerts are queued to be spoken."""
         fired = self.timers.due(self._now_ms())
         for label in fired:
-            self.announce(f"Your {label} timer is done.", alert=True, rings=ALERT_RINGS)
+            self.announce(f"Your {label} timer is done.", alert=True, rings=self._alert_rings)
         return fired
 
     def announce(self, text: str, *, alert: bool = False, rings: int = 1) -> bool:

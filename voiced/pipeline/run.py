@@ -31,9 +31,6 @@ from voiced.pipeline.turn import TurnRecord
 from voiced.ratelimit import RateLimitedLog
 
 _LOGGER = logging.getLogger(__name__)
-DRAIN_GRACE_MS = 2000.0
-"""How long after its audio should have played out a reply may still be draining
-before the speaker counts as lost (sound cards buffer well under a second)."""
 DRAIN_WALL_GRACE_S = 10.0
 """The same on the wall clock, for when the microphone stops too."""
 MAX_REPLY_CHUNKS = 256
@@ -55,6 +52,9 @@ class RunContext:
     hold: Callable[[asyncio.Task[None]], None]
     speaker_health: Callable[[bool], None]
     """Told after each drain whether the speaker played out (False: it is lost)."""
+    drain_grace_ms: float = 2000.0
+    """How long after its audio should have played out a reply may still be draining
+    before the speaker counts as lost (audio.drain_grace_ms)."""
 
 
 class TurnRun:
@@ -302,7 +302,7 @@ class TurnRun:
         """Until the speaker has played it all, for at most the audio's length plus a
         grace: a speaker that vanished ends the run with an error, never a hang."""
         ctx = self.ctx
-        deadline_ms = self._audio_end_ms + DRAIN_GRACE_MS
+        deadline_ms = self._audio_end_ms + ctx.drain_grace_ms
         drained = asyncio.ensure_future(ctx.sink.drained())
         overdue = asyncio.ensure_future(ctx.clock.reached(deadline_ms))
         wall_s = max(0.0, deadline_ms - ctx.clock.now_ms()) / 1000.0 + DRAIN_WALL_GRACE_S

@@ -33,8 +33,6 @@ from voiced.pipeline.turn import TurnRecord
 from voiced.pipeline.turn_end import looks_like_full_sentence
 from voiced.settings import ListenSettings
 
-RING_WINDOW_MS = 5000
-"""After a timer alert, this long to say "stop" without the wake word."""
 UNANSWERED = frozenset({"no_speech", "empty_transcript", "ignored"})
 BYTES_PER_MS = PIPELINE_RATE_HZ * 2 // 1000
 ROOM_TAIL_MS = 300
@@ -61,7 +59,7 @@ class Turns:
         self._endpointers = {
             "idle": endpointer_settings(listen, timeout_ms=None),
             "wake": endpointer_settings(listen, timeout_ms=listen.no_speech_timeout_ms),
-            "ringing": endpointer_settings(listen, timeout_ms=RING_WINDOW_MS),
+            "ringing": endpointer_settings(listen, timeout_ms=max(1, listen.ring_window_ms)),
             "follow_up": endpointer_settings(listen, timeout_ms=max(1, listen.follow_up_window_ms)),
         }
         self._idle_endpointer = Endpointer(self._endpointers["idle"])
@@ -242,7 +240,10 @@ class Turns:
             self.session = Muted()
         elif isinstance(session, Responding) and session.run is run:
             alert = session.announcement
-            if alert is not None and alert.alert and run.turn.outcome == "answered":
+            if (
+                alert is not None and alert.alert and run.turn.outcome == "answered"
+                and self.listen.ring_window_ms > 0
+            ):  # fmt: skip
                 self.start_listening(wake=False, ringing=alert, trigger=Trigger.FOLLOW_UP)
                 return
             match = run.match
@@ -309,10 +310,11 @@ class Turns:
         self._emit(EventType.BARGE_IN, reason=reason, dropped_ms=dropped_ms)
         self.start_listening(wake=reason != "speech", trigger=Trigger.BARGE_IN)
 
-    def start_announcement(self) -> bool:
+    def start_announcement(self, *, while_muted: bool = True) -> bool:
         session = self.session
         if not isinstance(session, Idle | Muted) or (
-                isinstance(session, Muted) and session.playing is not None):  # fmt: skip
+                isinstance(session, Muted) and (session.playing is not None or not while_muted)
+        ):  # fmt: skip
             return False
         announcement = self.controls.next_announcement()
         if announcement is None:
