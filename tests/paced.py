@@ -29,7 +29,7 @@ from voiced.audio.format import FRAME_SAMPLES, AudioFrame
 from voiced.audio.sinks import AlignedSink, AudioSink, MemoryWriter
 from voiced.engines.asr import Transcript
 from voiced.engines.loader import Engines, ModelPaths
-from voiced.errors import EngineError
+from voiced.errors import AudioError, EngineError
 from voiced.pipeline.assistant import Assistant
 from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.listener import Heard
@@ -189,6 +189,32 @@ class HangingSink(AlignedSink):
 
     async def drained(self) -> None:
         await asyncio.Event().wait()
+
+
+class ReopeningSink(AlignedSink):
+    """A speaker that vanished and comes back on the ``works_at``-th reopen."""
+
+    def __init__(self, works_at: int = 2) -> None:
+        super().__init__(MemoryWriter())
+        self.broken = True
+        self.works_at = works_at
+        self.reopens = 0
+
+    def tick(self, num_samples: int) -> None:
+        if not self.broken:
+            super().tick(num_samples)
+
+    async def drained(self) -> None:
+        if self.broken:
+            await asyncio.Event().wait()
+        await super().drained()
+
+    def reopen(self) -> None:
+        self.reopens += 1
+        if self.reopens < self.works_at:
+            raise AudioError("cannot open speaker 'USB Audio': device unavailable")
+        self.clear()
+        self.broken = False
 
 
 @dataclass

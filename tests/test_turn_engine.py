@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.paced import FailingTts, HangingSink, Script, paced_settings, run_paced
+from tests.paced import (
+    FailingTts,
+    HangingSink,
+    ReopeningSink,
+    Script,
+    paced_settings,
+    run_paced,
+)
 from voiced.errors import BusyError
 from voiced.pipeline.events import EventType
 from voiced.pipeline.responder import Responder, Response
@@ -319,3 +326,15 @@ def test_with_announce_while_muted_off_an_alert_waits_for_unmute() -> None:
     starts = [e for e in run.of(EventType.TTS_START) if e.stream_ms > fired[0].stream_ms]
     assert starts and all(e.stream_ms >= unmuted.stream_ms for e in starts)
     assert _alerts(run) >= 1
+
+
+def test_a_lost_speaker_is_reopened_with_backoff_and_restored() -> None:
+    sink = ReopeningSink(works_at=2)
+    script = Script().silence(300).say("Turn it up.").silence(8000).say("Turn it down.")
+    script.silence(3000)
+    run = run_paced(script, sink=sink)
+    assert [t.outcome for t in run.voice_turns()] == ["error", "answered"]
+    assert sink.reopens == 2
+    kinds = [e.type for e in run.events
+             if e.type in (EventType.SPEAKER_LOST, EventType.SPEAKER_RESTORED)]  # fmt: skip
+    assert kinds == [EventType.SPEAKER_LOST, EventType.SPEAKER_RESTORED]

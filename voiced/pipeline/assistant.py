@@ -38,6 +38,7 @@ from voiced.pipeline.responder import Responder
 from voiced.pipeline.run import RunContext
 from voiced.pipeline.session import Idle, Listening, Muted, Responding, Session
 from voiced.pipeline.speaker import Speaker
+from voiced.pipeline.speaker_watch import SpeakerWatch
 from voiced.pipeline.state import State, Trigger
 from voiced.pipeline.timers import TimerBook
 from voiced.pipeline.turn import TraceWriter, TurnRecord
@@ -106,6 +107,8 @@ class Assistant:
             ClockPhrases(engines.tts, self.workers.tts, self._errors_log)
             if settings.tts.prepare_clock_replies else None
         )  # fmt: skip
+        self.speaker_watch = SpeakerWatch(sink, self.clock, self.workers.tts, self._emit_plain,
+                                          self._hold, self._errors_log)  # fmt: skip
         self.recent_turns: deque[TurnRecord] = deque(maxlen=RECENT_TURNS)
         self.on_turn_done: list[Callable[[TurnRecord], None]] = []
         self.turns = Turns(
@@ -114,7 +117,6 @@ class Assistant:
         )  # fmt: skip
         self._background: set[asyncio.Task[None]] = set()
         self._asks: set[asyncio.Task[None]] = set()
-        self._speaker_ok = True
         self._closed = False
         self.frames_seen = 0
         self.first_frame = asyncio.Event()
@@ -230,10 +232,10 @@ class Assistant:
             callback(turn)
 
     def _speaker_health(self, ok: bool) -> None:
-        if ok != self._speaker_ok:
-            self._speaker_ok = ok
-            self.bus.publish(Event(EventType.SPEAKER_RESTORED if ok else EventType.SPEAKER_LOST,
-                                   stream_ms=self.now_ms()))
+        self.speaker_watch.report(ok)
+
+    def _emit_plain(self, kind: EventType) -> None:
+        self.bus.publish(Event(kind, stream_ms=self.now_ms()))
 
     def _stop_speaking(self) -> None:
         self.sink.clear()
