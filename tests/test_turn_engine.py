@@ -338,3 +338,21 @@ def test_a_lost_speaker_is_reopened_with_backoff_and_restored() -> None:
     kinds = [e.type for e in run.events
              if e.type in (EventType.SPEAKER_LOST, EventType.SPEAKER_RESTORED)]  # fmt: skip
     assert kinds == [EventType.SPEAKER_LOST, EventType.SPEAKER_RESTORED]
+
+
+def test_the_watchdog_progress_freezes_while_a_state_is_stuck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A turn stuck in one busy state stops the watchdog's progress even though
+    microphone frames still arrive."""
+    import voiced.pipeline.assistant as assistant_module
+
+    monkeypatch.setattr(assistant_module, "STALL_MS", 3000.0)
+    progress: list[int] = []
+    script = Script().silence(300).say("Tell me a story.").silence(1000)
+    script.do(lambda a: progress.append(a.watchdog_progress())).silence(4000)
+    script.do(lambda a: progress.append(a.watchdog_progress())).silence(1000)
+    script.do(lambda a: progress.append(a.watchdog_progress()))
+    run_paced(script, slm_ms=600_000)  # the model never answers
+    first, stuck, still = progress
+    assert stuck > first and still == stuck

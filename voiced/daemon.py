@@ -98,7 +98,7 @@ async def _serve(assistant: Assistant, source: AudioSource, *, realtime: bool) -
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, _request_stop, main, notifier)
     readiness = asyncio.create_task(_announce_ready(assistant, notifier))
-    watchdog = asyncio.create_task(watchdog_loop(notifier, lambda: assistant.frames_seen))
+    watchdog = asyncio.create_task(watchdog_loop(notifier, assistant.watchdog_progress))
     try:
         await run_stream(assistant, source, realtime=realtime)
     except asyncio.CancelledError:

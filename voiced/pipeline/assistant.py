@@ -119,6 +119,7 @@ class Assistant:
         self._asks: set[asyncio.Task[None]] = set()
         self._closed = False
         self.frames_seen = 0
+        self._stalled_at_frames: int | None = None
         self.first_frame = asyncio.Event()
 
     # -- what the outside reads ------------------------------------------------
@@ -148,6 +149,18 @@ class Assistant:
         """A busy state that has not moved for longer than any turn can take: for the
         watchdog, which must not stay happy only because microphone frames arrive."""
         return self.state not in (State.IDLE, State.MUTED) and self.state_age_ms() > STALL_MS
+
+    def watchdog_progress(self) -> int:
+        """For the systemd watchdog: the frame count, frozen while the session is
+        stalled, so pings stop for a stuck turn as they do for a silent microphone."""
+        if self.stalled:
+            if self._stalled_at_frames is None:
+                self._stalled_at_frames = self.frames_seen
+                _LOGGER.error("the session has been %s for %.0f s; withholding watchdog pings",
+                              self.state.value, self.state_age_ms() / 1000.0)  # fmt: skip
+            return self._stalled_at_frames
+        self._stalled_at_frames = None
+        return self.frames_seen
 
     @property
     def busy(self) -> bool:
