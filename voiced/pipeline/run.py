@@ -272,6 +272,11 @@ class TurnRun:
                 proceed.set()
             if speak_task is not None and not speak_task.done():
                 speak_task.cancel()
+            # Left early (speech failed): close the model's stream now, so its
+            # thread stops at the next token instead of writing on unheard.
+            aclose = getattr(response.deltas, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def tts(
         self, chunks: asyncio.Queue[str | None], proceed: threading.Event | None
