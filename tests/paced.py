@@ -147,18 +147,21 @@ class ScriptedTts:
 
 class ScriptedSlm:
     def __init__(self, reply: str = "The answer is forty two.") -> None:
-        self.reply = reply
+        self.reply_text = reply
         self.histories: list[list[dict[str, str]]] = []
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
+
+    def reply(self, system_prompt: str, history: list[dict[str, str]], *, max_tokens: int) -> str:
+        return self.reply_text
 
     def stream_reply(
         self, system_prompt: str, history: list[dict[str, str]], *, max_tokens: int,
         cancel: Any = None, proceed: Any = None,
     ) -> Iterator[str]:  # fmt: skip
         self.histories.append(list(history))
-        for word in self.reply.split(" "):
+        for word in self.reply_text.split(" "):
             yield word + " "
 
 

@@ -1,4 +1,9 @@
-"""An independent float32 numpy implementation of the llama forward pass.
+"""An independent float32 numpy implementation of the llama and qwen2 forward passes.
+
+qwen2 (Qwen2 / Qwen2.5, as in Hugging Face's ``modeling_qwen2.py``) is llama
+with a bias on the q, k and v projections; llama.cpp stores its q/k rows in
+Hugging Face's order (it uses the NEOX rotary type, ``x[i]`` with ``x[i + d/2]``),
+so for qwen2 only the "halves" layout applies and no rows are reordered.
 
 Why this is a valid reference for ``voiced.models.gguf_convert``:
 
@@ -59,6 +64,9 @@ class _Layer:
     w_gate: np.ndarray  # (ffn, hidden)
     w_up: np.ndarray
     w_down: np.ndarray  # (hidden, ffn)
+    bq: np.ndarray | float = 0.0  # qwen2's projection biases
+    bk: np.ndarray | float = 0.0
+    bv: np.ndarray | float = 0.0
     k_cache: list[np.ndarray] = field(default_factory=list)
     v_cache: list[np.ndarray] = field(default_factory=list)
 
@@ -116,15 +124,16 @@ class LlamaReference:
 
     def __init__(self, reader: Any, *, rope_layout: RopeLayout = "halves") -> None:
         arch = _meta(reader, "general.architecture")
-        assert arch == "llama", arch
+        assert arch in ("llama", "qwen2"), arch
+        assert arch == "llama" or rope_layout == "halves", "qwen2 rows are stored HF-ordered"
         self.rope_layout = rope_layout
-        self.n_layers = int(_meta(reader, "llama.block_count"))
-        self.hidden = int(_meta(reader, "llama.embedding_length"))
-        self.n_heads = int(_meta(reader, "llama.attention.head_count"))
-        self.n_kv = int(_meta(reader, "llama.attention.head_count_kv", self.n_heads))
+        self.n_layers = int(_meta(reader, f"{arch}.block_count"))
+        self.hidden = int(_meta(reader, f"{arch}.embedding_length"))
+        self.n_heads = int(_meta(reader, f"{arch}.attention.head_count"))
+        self.n_kv = int(_meta(reader, f"{arch}.attention.head_count_kv", self.n_heads))
         self.head_dim = self.hidden // self.n_heads
-        self.theta = float(_meta(reader, "llama.rope.freq_base", 10000.0))
-        self.eps = float(_meta(reader, "llama.attention.layer_norm_rms_epsilon"))
+        self.theta = float(_meta(reader, f"{arch}.rope.freq_base", 10000.0))
+        self.eps = float(_meta(reader, f"{arch}.attention.layer_norm_rms_epsilon"))
         raw = {t.name: t for t in reader.tensors}
 
         def w(name: str) -> np.ndarray:
@@ -140,8 +149,11 @@ class LlamaReference:
         for i in range(self.n_layers):
             p = f"blk.{i}."
             wq, wk = w(p + "attn_q.weight"), w(p + "attn_k.weight")
-            if rope_layout == "halves":
+            if rope_layout == "halves" and arch == "llama":
                 wq, wk = wq[q_order], wk[k_order]
+            biases = {}
+            if arch == "qwen2":
+                biases = {b: w(f"{p}attn_{b[1]}.bias") for b in ("bq", "bk", "bv")}
             self.layers.append(
                 _Layer(
                     attn_norm=w(p + "attn_norm.weight"),
@@ -153,6 +165,7 @@ class LlamaReference:
                     w_gate=w(p + "ffn_gate.weight"),
                     w_up=w(p + "ffn_up.weight"),
                     w_down=w(p + "ffn_down.weight"),
+                    **biases,
                 )
             )
         exponents = np.arange(0, self.head_dim, 2, dtype=np.float64) / self.head_dim
@@ -186,9 +199,9 @@ class LlamaReference:
     def _attention(self, layer: _Layer, h: np.ndarray, start: int) -> np.ndarray:
         t, d = h.shape[0], self.head_dim
         positions = np.arange(start, start + t)
-        q = self._rope((h @ layer.wq.T).reshape(t, self.n_heads, d), positions)
-        k = self._rope((h @ layer.wk.T).reshape(t, self.n_kv, d), positions)
-        v = (h @ layer.wv.T).reshape(t, self.n_kv, d)
+        q = self._rope((h @ layer.wq.T + layer.bq).reshape(t, self.n_heads, d), positions)
+        k = self._rope((h @ layer.wk.T + layer.bk).reshape(t, self.n_kv, d), positions)
+        v = (h @ layer.wv.T + layer.bv).reshape(t, self.n_kv, d)
         layer.k_cache.append(k)
         layer.v_cache.append(v)
         keys = np.concatenate(layer.k_cache)  # (S, kv, d), S = start + t

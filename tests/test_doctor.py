@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from voiced.cli import service_cmd
+from voiced.models.tiers import resolve_slm_model, this_machine, tier_for
 from voiced.service import doctor
 from voiced.service.doctor import Finding, exit_code, format_findings, run_checks
 from voiced.settings import MqttSettings, Settings
@@ -32,9 +33,11 @@ def test_the_real_checks_pass_on_this_machine(models_dir: Path) -> None:
     models = [f for f in findings if f.name.startswith("model ")]
     assert {f.name for f in models} == {
         "model whisper-tiny.en", "model piper-en_US-joe-medium",
-        "model smollm2-135m-instruct", "model micro-wakeword",
+        f"model {resolve_slm_model('auto')}", "model micro-wakeword",
     }  # fmt: skip
     assert all(f.status == "ok" for f in models), models
+    assert found["language model"].status == "ok"
+    assert f"the {tier_for(this_machine()).name} tier" in found["language model"].detail
     for name in ("config", "python", "cpu", "disk", "profile", "mqtt"):
         assert found[name].status == "ok", found[name]
     assert "not configured" in found["mqtt"].detail
@@ -269,7 +272,7 @@ def voiced(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 def test_cli_doctor(models_dir: Path) -> None:
     result = voiced("doctor", "--models-dir", str(models_dir))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "[ ok ] model smollm2-135m-instruct" in result.stdout
+    assert f"[ ok ] model {resolve_slm_model('auto')}" in result.stdout
     assert "Traceback" not in result.stderr
 
 

@@ -112,8 +112,8 @@ def test_wake_word_inside_a_sentence_and_silence(tts: PiperTts, models_dir: Path
     assert detections(models_dir, "hey_jarvis", bytes(PIPELINE_RATE_HZ * 2 * 3)) == 0
 
 
-def test_slm_knows_the_capital_of_france(slm: SlmEngine) -> None:
-    answer = slm.reply(DEFAULT_SYSTEM_PROMPT, QUESTION, max_tokens=MAX_TOKENS)
+def test_slm_knows_the_capital_of_france(slm_float32: SlmEngine) -> None:
+    answer = slm_float32.reply(DEFAULT_SYSTEM_PROMPT, QUESTION, max_tokens=MAX_TOKENS)
     assert "Paris" in answer, answer
 
 

@@ -157,22 +157,30 @@ def test_float32_greedy_ids_match_reference(
 # -- int8 conversion (the shipped default) -----------------------------------
 
 
-def test_int8_answers_paris_and_starts_like_reference(
+def test_int8_keeps_the_reference_token_in_its_top_five(
     ct2_int8: Path,
+    reference: LlamaReference,
     tokenizer: Tokenizer,
     prompts: list[list[int]],
     reference_greedy: list[list[int]],
 ) -> None:
-    """int8 agrees with float32 on the first 6 tokens ("The capital of France is Paris").
+    """Teacher-forced, the float32 reference's next token is among int8's five best at
+    almost every position.
 
-    CTranslate2's int8 quantizes weights per row and activations per token on
-    the fly; on this 135M model that moves logits by ~1 on average (measured),
-    so greedy decoding follows the reference only until the first near-tie and
-    then continues differently (after 6 tokens here, ", France." vs ".").
+    No exact int8 output is asserted: CTranslate2's int8 kernels differ between
+    CPUs (AVX2, AVX-512 VNNI, AMX, ARM), and this 135M model sits on near-ties, so
+    its greedy text changes with the CPU (on an AMX Xeon "What is the capital of
+    France?" got French nonsense). A broken conversion fails this by far.
     """
-    answer_ids = _greedy(_generator(ct2_int8), tokenizer, prompts[0])
-    assert "Paris" in tokenizer.decode(answer_ids)
-    assert answer_ids[:6] == reference_greedy[0][:6]
+    generator = _generator(ct2_int8)
+    inside, total = 0, 0
+    for prompt, continuation in zip(prompts, reference_greedy, strict=True):
+        ids = prompt + continuation
+        logits = np.asarray(generator.forward_batch([_tokens(tokenizer, ids)]))[0]
+        top5 = np.argsort(logits[len(prompt) - 1 : -1], axis=-1)[:, -5:]
+        inside += sum(int(token in row) for token, row in zip(continuation, top5, strict=True))
+        total += len(continuation)
+    assert inside / total >= 0.9
 
 
 def test_int8_top1_mostly_agrees_with_reference(

@@ -85,7 +85,9 @@ class TtsSettings:
 
 @dataclass(frozen=True, slots=True)
 class SlmSettings:
-    model: str = "smollm2-135m-instruct"
+    model: str = "auto"
+    """A language model from the manifest, a tier (small, medium, large), or "auto":
+    the largest tier this machine's memory and cores suit (voiced/models/tiers.py)."""
     path: str | None = None
     """A CTranslate2 generator directory of your own (tokenizer.json beside it)."""
     device: str = "cpu"
@@ -95,8 +97,10 @@ class SlmSettings:
     so small that thread hand-offs cost more than they save: on 2 cores one thread
     gave 29 ms per token, two gave 47 ms."""
     max_reply_tokens: int = 64
-    memory_tokens: int = 384
-    """Earlier turns kept as context, oldest dropped first."""
+    memory_tokens: int = 128
+    """Earlier turns kept as context, oldest dropped first (at most 3, each reply cut
+    to its first sentence). Every kept token is read again on each turn: 384 tokens
+    of memory made the 0.5B model's first word come 0.9 s later on 2 cores."""
     memory_idle_reset_s: float = 300.0
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     enabled: bool = True

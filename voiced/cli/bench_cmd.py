@@ -22,6 +22,15 @@ def register(commands: Any) -> None:
                        help="save the synthesised corpus to rerun on the same audio")  # fmt: skip
     bench.add_argument("--no-baseline", action="store_true", help="skip the sequential baseline")
     bench.add_argument(
+        "--qa", nargs="?", const="builtin", metavar="FILE",
+        help="measure answer quality instead: ask a question set (JSONL; default: the "
+        "built-in 62 questions) through the real responder",
+    )  # fmt: skip
+    bench.add_argument(
+        "--session", action="store_true",
+        help="with --qa: ask everything in one conversation (default: each question alone)",
+    )  # fmt: skip
+    bench.add_argument(
         "--no-process", action="store_true",
         help="skip the start/idle/memory probes of a `voiced run` process",
     )  # fmt: skip
@@ -33,7 +42,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.limit is not None and not 1 <= args.limit <= 10_000:
         raise UsageError("--limit must be between 1 and 10000")
+    if args.session and args.qa is None:
+        raise UsageError("--session goes with --qa")
     settings, models_dir = settings_and_models_dir(args)
+    if args.qa is not None:
+        from voiced.bench.qa import run_qa_bench
+
+        questions = None if args.qa == "builtin" else Path(args.qa)
+        run_qa_bench(settings, models_dir, questions, session=args.session, json_path=args.json)
+        return 0
     run_bench(BenchOptions(
         settings=settings, models_dir=models_dir, config=args.config, corpus=args.corpus,
         limit=args.limit, baseline=not args.no_baseline, process=not args.no_process,

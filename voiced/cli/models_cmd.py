@@ -6,10 +6,13 @@ import argparse
 import time
 from typing import Any, Protocol
 
+from voiced.cli.common import add_settings_options, settings_and_models_dir
 from voiced.errors import ModelError, UsageError
 from voiced.models.manifest import ModelSpec, load_manifest
 from voiced.models.prepare import prepare_models
 from voiced.models.store import check_model, resolve_cache_dir, resolve_models_dir
+from voiced.models.tiers import models_for
+from voiced.settings import Settings
 
 
 class CommandModule(Protocol):
@@ -25,15 +28,19 @@ def register(commands: Any) -> None:
     listing.set_defaults(func=cmd_list)
 
     prepare = sub.add_parser("prepare", help="fetch, check and convert models (offline-safe)")
-    prepare.add_argument("names", nargs="*", help="models to prepare (default: the defaults)")
+    prepare.add_argument(
+        "names", nargs="*", help="models to prepare (default: the ones the config needs)"
+    )
     prepare.add_argument("--all", action="store_true", help="every model that can be prepared")
     prepare.add_argument("--force", action="store_true", help="rebuild even when intact")
-    _add_models_dir(prepare)
+    add_settings_options(prepare)
     prepare.set_defaults(func=cmd_prepare)
 
     verify = sub.add_parser("verify", help="re-hash prepared models against their stamps")
-    verify.add_argument("names", nargs="*", help="models to verify (default: the defaults)")
-    _add_models_dir(verify)
+    verify.add_argument(
+        "names", nargs="*", help="models to verify (default: the ones the config needs)"
+    )
+    add_settings_options(verify)
     verify.set_defaults(func=cmd_verify)
 
 
@@ -44,7 +51,7 @@ def _add_models_dir(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _selected(args: argparse.Namespace) -> list[ModelSpec]:
+def _selected(args: argparse.Namespace, settings: Settings) -> list[ModelSpec]:
     manifest = load_manifest()
     if getattr(args, "all", False):
         if args.names:
@@ -52,7 +59,7 @@ def _selected(args: argparse.Namespace) -> list[ModelSpec]:
         return [m for m in manifest.models if not m.unavailable]
     if args.names:
         return [manifest.get(name) for name in dict.fromkeys(args.names)]
-    return list(manifest.defaults())
+    return models_for(settings, manifest)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -73,8 +80,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    models_dir = resolve_models_dir(args.models_dir)
-    specs = _selected(args)
+    settings, models_dir = settings_and_models_dir(args)
+    specs = _selected(args, settings)
     started = time.monotonic()
     results = prepare_models(models_dir, specs, resolve_cache_dir(), force=args.force)
     elapsed_s = time.monotonic() - started
@@ -87,8 +94,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    models_dir = resolve_models_dir(args.models_dir)
-    specs = _selected(args)
+    settings, models_dir = settings_and_models_dir(args)
+    specs = _selected(args, settings)
     if not models_dir.is_dir():
         raise ModelError(
             f"the models directory {models_dir} does not exist",

@@ -18,6 +18,7 @@ from voiced.engines.wake import BUILTIN_WAKE_WORDS, WakeWordDetector
 from voiced.errors import ModelError
 from voiced.models.manifest import Role, load_manifest
 from voiced.models.store import require_model_dir
+from voiced.models.tiers import resolve_slm_model
 from voiced.settings import Settings
 
 
@@ -50,7 +51,7 @@ def resolve_model_paths(settings: Settings, models_dir: Path, roles: set[Role]) 
     choices = {
         Role.ASR: (settings.asr.path, settings.asr.model, ""),
         Role.TTS: (settings.tts.path, settings.tts.voice, "voice.onnx"),
-        Role.SLM: (settings.slm.path, settings.slm.model, ""),
+        Role.SLM: (settings.slm.path, resolve_slm_model(settings.slm.model, manifest=manifest), ""),
     }
     for role, (own, model, inner) in choices.items():
         if role not in roles:

@@ -102,6 +102,11 @@ class UserIntent:
         self.http = http
         self.publisher = publisher
 
+    def example_commands(self) -> tuple[str, ...]:
+        """The first sentence, slots shown as [name]: how the language model is told of it."""
+        first = self.sentences[0].template if self.sentences else self.name
+        return (re.sub(r"\{(\w+)\}", r"[\1]", first),)
+
     def match(self, normalized: str, controls: AssistantControls) -> IntentMatch | None:
         if len(normalized) > MAX_MATCH_CHARS:
             return None

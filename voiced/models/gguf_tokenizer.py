@@ -28,6 +28,15 @@ _GPT2_PRE = frozenset({"default", "gpt2"})
 _DIGIT_SPLIT_PRE = frozenset({"smollm", "starcoder", "refact"})
 """Pre-tokenizers that split every digit on its own before the GPT-2 regex."""
 
+_QWEN2_PRE = frozenset({"qwen2"})
+"""Pre-tokenizers with Qwen2's split: contractions, letter runs, single digits."""
+
+QWEN2_SPLIT_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+"""Qwen2's pre-tokenizer regex (its tokenizer.json; llama.cpp's LLAMA_VOCAB_PRE_TYPE_QWEN2)."""
+
 _FIX_REPREPARE = "prepare the model again from the manifest's GGUF (voiced models prepare)"
 
 
@@ -122,7 +131,16 @@ def _pre_tokenizer_json(pre: str) -> dict[str, Any]:
     if pre in _DIGIT_SPLIT_PRE:
         digits = {"type": "Digits", "individual_digits": True}
         return {"type": "Sequence", "pretokenizers": [digits, byte_level]}
-    supported = ", ".join(sorted(_GPT2_PRE | _DIGIT_SPLIT_PRE))
+    if pre in _QWEN2_PRE:
+        split = {
+            "type": "Split",
+            "pattern": {"Regex": QWEN2_SPLIT_REGEX},
+            "behavior": "Isolated",
+            "invert": False,
+        }
+        bytes_only = {**byte_level, "trim_offsets": False, "use_regex": False}
+        return {"type": "Sequence", "pretokenizers": [split, bytes_only]}
+    supported = ", ".join(sorted(_GPT2_PRE | _DIGIT_SPLIT_PRE | _QWEN2_PRE))
     raise ModelError(
         f"GGUF pre-tokenizer {pre!r} is not supported (supported: {supported})",
         fix="use a GGUF whose tokenizer.ggml.pre is one of the supported ones",
@@ -162,7 +180,8 @@ def tokenizer_json_from_info(info: GgufTokenizerInfo) -> str:
         "truncation": None,
         "padding": None,
         "added_tokens": _added_tokens_json(info),
-        "normalizer": None,
+        # Qwen2's tokenizer composes text to NFC first; the others leave it as it is.
+        "normalizer": {"type": "NFC"} if info.pre_tokenizer in _QWEN2_PRE else None,
         "pre_tokenizer": _pre_tokenizer_json(info.pre_tokenizer),
         "post_processor": {"type": "ByteLevel", **byte_level, "trim_offsets": False},
         "decoder": {"type": "ByteLevel", **byte_level},

@@ -54,6 +54,10 @@ class ModelSpec:
     files: tuple[SourceFile, ...]
     unavailable: str | None = None
     """Why this model cannot be prepared, when it cannot."""
+    tier: str | None = None
+    """For a language model: "small", "medium" or "large" (see voiced/models/tiers.py)."""
+    assembled_sha256: tuple[tuple[str, str], ...] = ()
+    """(dest, sha256) of files joined from several parts, checked after joining."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,4 +128,15 @@ def _parse_model(entry: dict[str, object]) -> ModelSpec:
             for f in files
         ),
         unavailable=str(entry["unavailable"]) if "unavailable" in entry else None,
+        tier=str(entry["tier"]) if "tier" in entry else None,
+        assembled_sha256=tuple(
+            (str(dest), str(digest).lower())
+            for dest, digest in _table(entry.get("assembled_sha256", {})).items()
+        ),
     )
+
+
+def _table(value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise TypeError("assembled_sha256 must be a table of file name = sha256")
+    return value

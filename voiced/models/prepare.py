@@ -93,6 +93,7 @@ def _build(spec: ModelSpec, target: Path, cache_dir: Path, say: Say) -> None:
         work = target / ".source"
         work.mkdir()
         _extract_all(spec.files, work, cache_dir, say)
+        _check_assembled(spec, work)
         from voiced.models.gguf_convert import convert_gguf_to_ct2
 
         say(f"{spec.name}: converting GGUF to CTranslate2 int8 (no torch needed) ...")
@@ -101,6 +102,18 @@ def _build(spec: ModelSpec, target: Path, cache_dir: Path, say: Say) -> None:
         shutil.rmtree(work)
     else:
         _extract_all(spec.files, target, cache_dir, say)
+        _check_assembled(spec, target)
+
+
+def _check_assembled(spec: ModelSpec, directory: Path) -> None:
+    """Each part was checked as it was copied; the joined file is checked as a whole too."""
+    for dest, expected in spec.assembled_sha256:
+        got = sha256_file(directory / dest)
+        if got != expected:
+            raise ModelError(
+                f"{spec.name}: the joined {dest} has sha256 {got}, the manifest says {expected}",
+                fix="the parts do not add up to the published file; report it",
+            )
 
 
 def _extract_all(files: tuple[SourceFile, ...], target: Path, cache_dir: Path, say: Say) -> None:

@@ -5,20 +5,30 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from voiced.engines.slm import SlmEngine
+from voiced.engines.slm import Message, SlmEngine
 from voiced.errors import EngineError
 from voiced.intents.base import IntentHandler, IntentMatch, WorldView
 from voiced.intents.normalize import normalize
+from voiced.intents.unsupported import UnsupportedActions
 from voiced.pipeline.conversation import Conversation
+from voiced.pipeline.model_prompt import clock_message, system_prompt
 from voiced.settings import SlmSettings
 
 Remember = Callable[[Callable[[], None]], None]
 """Takes a memory write to do now or later (a speculative run holds it)."""
 FALLBACK_REPLY = "Sorry, I can only do local commands right now."
+WARM_UP_MESSAGE: Message = {"role": "user", "content": "Hi"}
+_LOGGER = logging.getLogger(__name__)
+
+
+def _log_warm_up_failure(future: concurrent.futures.Future[str]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        _LOGGER.warning("the language model's warm-up failed: %s", future.exception())
 
 
 @dataclass(slots=True)
@@ -47,7 +57,11 @@ class Responder:
         self, handlers: Sequence[IntentHandler], slm: SlmEngine | None, settings: SlmSettings,
         view: WorldView, executor: concurrent.futures.Executor,
     ) -> None:  # fmt: skip
-        self.handlers = list(handlers)
+        # Last, before the model: device commands nothing is set up for get a true
+        # "I can't" instead of a model reply that might claim it acted.
+        self.handlers = [*handlers, UnsupportedActions()]
+        self.system_prompt = system_prompt(settings.system_prompt, self.handlers)
+        """Fixed for the process, so the model computes its state once (static_prompt)."""
         self.slm = slm
         self.settings = settings
         self.view = view
@@ -57,6 +71,11 @@ class Responder:
                          idle_reset_s=settings.memory_idle_reset_s)
             if slm else None
         )  # fmt: skip
+        if slm is not None and settings.enabled:
+            # The model's state after this prompt is computed once and cached; do it
+            # now in the model's thread, not on the first question.
+            warm = executor.submit(slm.reply, self.system_prompt, [WARM_UP_MESSAGE], max_tokens=1)
+            warm.add_done_callback(_log_warm_up_failure)
 
     def match_intent(self, text: str) -> IntentMatch | None:
         """Pure: the first handler's match, or None. Changes nothing, however often."""
@@ -77,7 +96,7 @@ class Responder:
             return Response(found.intent, _once(found.reply), found, dict(found.slots))
         if self.slm is None or self.conversation is None or not self.settings.enabled:
             return Response(None, _once(FALLBACK_REPLY))
-        messages = self.conversation.messages_for(text, now_s)
+        messages = [clock_message(), *self.conversation.messages_for(text, now_s)]
         proceed = threading.Event()
         proceed.set()
         deltas = self._stream_slm(text, messages, now_s, proceed, remember)
@@ -101,7 +120,7 @@ class Responder:
         def produce() -> None:
             try:
                 for delta in slm.stream_reply(
-                    self.settings.system_prompt, messages,
+                    self.system_prompt, messages,
                     max_tokens=self.settings.max_reply_tokens, cancel=stop,
                     proceed=proceed,
                 ):  # fmt: skip

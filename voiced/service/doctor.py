@@ -243,10 +243,38 @@ def check_profile(settings: Settings) -> Finding:
 # -- models ---------------------------------------------------------------------
 
 
+def check_slm_tier(settings: Settings) -> Finding:
+    """Which language-model tier fits this machine, and which one the settings use."""
+    from voiced.models.tiers import TIERS, resolve_slm_model, this_machine, tier_for
+
+    machine = this_machine()
+    fits = tier_for(machine)
+    detail = (
+        f"{machine.memory_bytes / GIB:.1f} GiB, {machine.cores} cores: the {fits.name} tier "
+        f"({fits.model}) fits"
+    )
+    if settings.slm.path:
+        return _ok("language model", f"{detail}; the config uses its own model {settings.slm.path}")
+    try:
+        chosen = resolve_slm_model(settings.slm.model)
+    except VoicedError as err:
+        return _fail("language model", err.message, err.fix)
+    tier = next((t for t in TIERS if t.model == chosen), None)
+    if tier is not None and TIERS.index(tier) < TIERS.index(fits):
+        return _warn(
+            "language model",
+            f"{detail}, but slm.model picks the {tier.name} tier ({chosen}), which needs "
+            f"{tier.min_memory_bytes / GIB:.1f} GiB and {tier.min_cores} cores",
+            'set slm.model = "auto" to let voiced choose, or expect slow replies',
+        )
+    return _ok("language model", f"{detail}; using {chosen}")
+
+
 def check_models(settings: Settings, models_dir: Path) -> list[Finding]:
     """Every model the settings need, re-hashed against its stamp."""
     from voiced.models.manifest import Role, load_manifest
     from voiced.models.store import check_model
+    from voiced.models.tiers import resolve_slm_model
 
     prepare = f"voiced models prepare --models-dir {models_dir}"
     if not models_dir.is_dir():
@@ -257,12 +285,12 @@ def check_models(settings: Settings, models_dir: Path) -> list[Finding]:
         (settings.tts.voice, settings.tts.path),
     ]
     if settings.slm.enabled:
-        wanted.append((settings.slm.model, settings.slm.path))
+        wanted.append((resolve_slm_model(settings.slm.model, manifest=manifest), settings.slm.path))
     wake_is_file = settings.wake.model.endswith(".json")
     wanted.append(
         (manifest.default_for(Role.WAKE).name, settings.wake.model if wake_is_file else None)
     )
-    findings: list[Finding] = []
+    findings: list[Finding] = [check_slm_tier(settings)] if settings.slm.enabled else []
     for name, own_path in wanted:
         if own_path is not None:
             findings.append(_own_model(name, Path(own_path).expanduser()))

@@ -59,6 +59,8 @@ class AsrSettings:
 
 @dataclass(frozen=True, slots=True)
 class SlmSettings:
+    model: str = "auto"
+    """A tier (small, medium, large), a manifest model, or "auto" (by memory and cores)."""
     device: str = "cpu"
     compute_type: str = "int8"
     """"int8" on CPU, "int8_float16" on CUDA."""
