@@ -219,50 +219,24 @@ class TurnRun:
     async def reply(self, response: Response, *, speak: bool) -> None:
         """The reply text as it comes, into speech as it comes; intent-end once known."""
         turn = self.turn
-        chunks: asyncio.Queue[str | None] = asyncio.Queue()
-        queued = 0
         # The language model waits while the first words are synthesised: on two
         # cores it would otherwise halve the speed of the synthesis the user is
         # waiting for, while the rest of the reply is not yet needed.
         proceed = response.proceed if speak else None
-        speak_task = asyncio.create_task(self.tts(chunks, proceed)) if speak else None
+        clauses = _Clauses(self, proceed, streamed=response.streamed)
+        speak_task = asyncio.create_task(self.tts(clauses.queue, proceed)) if speak else None
         if speak_task is not None and proceed is not None:
             # A synthesis that fails before the first words must not leave the
             # model paused between tokens.
             speak_task.add_done_callback(lambda _task: proceed.set())
-        # A model's reply is cut into clauses as it streams, so speech starts while
-        # the model still writes. A reply known in full (an intent's) is spoken as
-        # one piece: it keeps its intonation and can play from the phrase cache.
-        chunker = SpeechChunker(
-            ChunkerSettings(first_chunk_max_words=self.ctx.first_chunk_max_words)
-        ) if response.streamed else None  # fmt: skip
-        reply: list[str] = []
-
-        def queue_chunk(chunk: str) -> None:
-            nonlocal queued
-            if turn.first_chunk_ms is None:
-                turn.first_chunk_ms = self.ctx.clock.now_ms()
-                if proceed is not None:
-                    proceed.clear()
-            if queued < MAX_REPLY_CHUNKS:
-                queued += 1
-                chunks.put_nowait(chunk)
-
         try:
             async for delta in response.deltas:
                 if turn.first_token_ms is None:
                     turn.first_token_ms = self.ctx.clock.now_ms()
-                reply.append(delta)
-                if chunker is not None:
-                    for chunk in chunker.feed(delta):
-                        queue_chunk(chunk)
+                clauses.feed(delta)
                 if speak_task is not None and speak_task.done():
                     break  # speech failed: its error ends the run below
-            whole = "".join(reply).strip()
-            for chunk in chunker.flush() if chunker is not None else [whole] if whole else []:
-                queue_chunk(chunk)
-            chunks.put_nowait(None)
-            turn.reply = whole
+            turn.reply = clauses.finish()
             self.outbox.emit(EventType.INTENT_END, turn_id=turn.turn_id, reply=turn.reply,
                              intent=turn.intent, slots=turn.slots)  # fmt: skip
             if speak_task is not None:
@@ -325,6 +299,50 @@ class TurnRun:
                 "the speaker stopped playing: the reply did not play out",
                 fix="check the speaker's cable or USB connection (voiced devices)",
             )
+
+
+class _Clauses:
+    """The reply cut into speakable pieces for the TTS stage, capped.
+
+    A model's reply is cut into clauses as it streams, so speech starts while the
+    model still writes. A reply known in full (an intent's) is one piece: it keeps
+    its intonation and can play from the phrase cache.
+    """
+
+    def __init__(self, run: TurnRun, proceed: threading.Event | None, *, streamed: bool) -> None:
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._run = run
+        self._proceed = proceed
+        self._chunker = SpeechChunker(
+            ChunkerSettings(first_chunk_max_words=run.ctx.first_chunk_max_words)
+        ) if streamed else None  # fmt: skip
+        self._text: list[str] = []
+        self._queued = 0
+
+    def feed(self, delta: str) -> None:
+        self._text.append(delta)
+        if self._chunker is not None:
+            for chunk in self._chunker.feed(delta):
+                self._put(chunk)
+
+    def finish(self) -> str:
+        """The whole reply; the last pieces and the end go to the queue."""
+        whole = "".join(self._text).strip()
+        rest = self._chunker.flush() if self._chunker is not None else [whole] if whole else []
+        for chunk in rest:
+            self._put(chunk)
+        self.queue.put_nowait(None)
+        return whole
+
+    def _put(self, chunk: str) -> None:
+        turn = self._run.turn
+        if turn.first_chunk_ms is None:
+            turn.first_chunk_ms = self._run.ctx.clock.now_ms()
+            if self._proceed is not None:
+                self._proceed.clear()
+        if self._queued < MAX_REPLY_CHUNKS:
+            self._queued += 1
+            self.queue.put_nowait(chunk)
 
 
 def _stops_ringing(match: IntentMatch | None) -> bool:
