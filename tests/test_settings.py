@@ -38,7 +38,7 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "silence_end_ms": 600, "max_speech_ms": 10000, "no_speech_timeout_ms": 4000,
         "follow_up_window_ms": 3000, "barge_in": False, "barge_in_on_speech": True,
         "early_commit": False, "speculate_on_quiet": False, "ring_window_ms": 8000,
-        "alert_rings": 2,
+        "alert_rings": 3,
     },
     "audio": {"input": "hw:1", "output": "hw:2", "volume": 0.5, "mic_lost_exit_s": 120.0,
               "drain_grace_ms": 3000, "announce_while_muted": False},

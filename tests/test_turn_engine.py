@@ -245,10 +245,13 @@ def _alerts(run: object) -> int:
     return spoken(run).count("Your 2 seconds timer is done.")
 
 
+RINGING = paced_settings(alert_rings=3)
+
+
 def test_a_ringing_timer_stops_on_stop_without_the_wake_word() -> None:
     script = Script().silence(300).wake().silence(200).say("Set a timer for two seconds.")
     script.silence(3500).say("Stop.").silence(20_000)
-    run = run_paced(script, wake_mode=True)
+    run = run_paced(script, wake_mode=True, settings=RINGING)
     assert len(run.of(EventType.TIMER_FIRED)) == 1
     assert _alerts(run) == 1
     assert [t.intent for t in run.voice_turns() if t.outcome == "answered"] == [
@@ -258,7 +261,7 @@ def test_a_ringing_timer_stops_on_stop_without_the_wake_word() -> None:
 def test_an_unanswered_alert_rings_three_times_and_other_talk_is_not_a_command() -> None:
     script = Script().silence(300).wake().silence(200).say("Set a timer for two seconds.")
     script.silence(3500).say("Turn it down.").silence(30_000)
-    run = run_paced(script, wake_mode=True)
+    run = run_paced(script, wake_mode=True, settings=RINGING)
     assert len(run.of(EventType.TIMER_FIRED)) == 1
     assert _alerts(run) == 3
     assert run.assistant.volume == 1.0, "talk near a ringing timer is not a command"
@@ -356,3 +359,10 @@ def test_the_watchdog_progress_freezes_while_a_state_is_stuck(
     run_paced(script, slm_ms=600_000)  # the model never answers
     first, stuck, still = progress
     assert stuck > first and still == stuck
+
+
+def test_by_default_an_alert_is_said_once() -> None:
+    script = Script().silence(300).say("Set a timer for two seconds.").silence(20_000)
+    run = run_paced(script)
+    assert len(run.of(EventType.TIMER_FIRED)) == 1
+    assert _alerts(run) == 1

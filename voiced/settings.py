@@ -146,8 +146,9 @@ class ListenSettings:
     intent, or a sentence that does not end on a word like "the" or "of")."""
     ring_window_ms: int = 5000
     """After a timer alert, this long to say "stop" without the wake word (0: none)."""
-    alert_rings: int = 3
-    """A timer alert is said this many times at most, until someone says "stop"."""
+    alert_rings: int = 1
+    """A timer alert is said this many times at most, until someone says "stop" (3
+    rings it like a kitchen timer; 1, the default, says it once)."""
 
 
 @dataclass(frozen=True, slots=True)

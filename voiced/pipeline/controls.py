@@ -20,7 +20,7 @@ from voiced.pipeline.timers import TimerBook
 
 _LOGGER = logging.getLogger(__name__)
 MAX_ANNOUNCEMENTS = 16
-ALERT_RINGS = 3
+ALERT_RINGS = 1
 """A timer alert is said up to this many times, until someone says "stop" (the
 default of listen.alert_rings)."""
 
