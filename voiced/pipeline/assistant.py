@@ -219,9 +219,7 @@ class Assistant:
             self._prepare_clock_replies()
             if heard.wake:
                 self.turns.start_listening(wake=True)
-            elif self.turns.start_announcement():
-                pass
-            elif not self.wake_mode:
+            elif not self.turns.start_announcement() and not self.wake_mode:
                 self.turns.idle_hear(heard.speech, frame)
         elif isinstance(session, Listening):
             self.turns.hear_in(session, heard.speech, heard.quiet, frame)
