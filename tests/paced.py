@@ -262,7 +262,6 @@ class PacedRun:
     tts: ScriptedTts
     slm: ScriptedSlm
     sink: AudioSink
-    muted_at: list[int] = field(default_factory=list)
 
     def of(self, kind: EventType) -> list[Event]:
         return [e for e in self.events if e.type is kind]
