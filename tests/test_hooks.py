@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from voiced.control.hooks import HookRunner, load_hooks
+from voiced.control.hooks import (
+    HOOK_ENV,
+    PER_HOOK_WAITING,
+    HookFailed,
+    HookRunner,
+    command_argv,
+    load_hooks,
+)
 from voiced.errors import ConfigError
 from voiced.pipeline.events import Event, EventBus, EventType
 
@@ -229,3 +236,75 @@ def test_config_errors_name_the_hook_and_key(table: dict[str, Any], key: str) ->
         load_hooks([{"on": "wake", "command": ["true"]}, table])
     assert caught.value.message.startswith("hook #2")
     assert key in caught.value.message
+
+
+# -- issue 13: environment, option injection, one slow hook -----------------------
+
+DUMP_ENV = "import json, os, sys; open(sys.argv[1], 'w').write(json.dumps(dict(os.environ)))"
+
+
+def test_a_command_gets_a_minimal_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "env.json"
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/voiced.service")
+    monkeypatch.setenv("VOICED_SECRET_THING", "no")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    hooks = load_hooks([{"on": "transcript", "command": [sys.executable, "-c", DUMP_ENV,
+                                                         str(out)]}])  # fmt: skip
+
+    async def main() -> None:
+        bus = EventBus()
+        runner = HookRunner(hooks, bus)
+        runner.start()
+        bus.publish(transcript("hello"))
+        await until(lambda: runner.stats.by_hook.get(0) == 1)
+        await runner.close()
+
+    run(main())
+    env = json.loads(out.read_text())
+    assert "NOTIFY_SOCKET" not in env and "CREDENTIALS_DIRECTORY" not in env
+    assert "VOICED_SECRET_THING" not in env
+    assert env["VOICED_TEXT"] == "hello" and env["LANG"] == "C.UTF-8" and env["PATH"]
+    allowed = {*HOOK_ENV, "VOICED_EVENT", "VOICED_EVENT_JSON", "VOICED_TEXT",
+               "VOICED_TURN_ID", "VOICED_COMPUTE_MS"}  # fmt: skip
+    assert set(env) - {"LC_CTYPE"} <= allowed  # Python may set LC_CTYPE itself
+
+
+def test_a_transcript_cannot_become_an_option() -> None:
+    fields = {"text": "--help", "n": "-rf"}
+    with pytest.raises(HookFailed, match="option"):
+        command_argv(["rm", "{n}", "/tmp/x"], fields)
+    with pytest.raises(HookFailed, match="option"):
+        command_argv(["logger", "-t", "voiced", "{text}"], fields)
+    assert command_argv(["logger", "--", "{text}"], fields) == ["logger", "--", "--help"]
+    assert command_argv(["logger", "heard: {text}"], fields) == ["logger", "heard: --help"]
+    assert command_argv(["echo", "{text}"], {"text": "plain"}) == ["echo", "plain"]
+    with pytest.raises(ConfigError, match="program literally"):
+        load_hooks([{"on": "transcript", "command": ["{text}", "x"]}])
+
+
+def test_one_slow_hook_cannot_hold_up_the_others(tmp_path: Path) -> None:
+    """Four hung runs of one hook used to take all four slots: now each hook runs
+    one at a time with a few waiting, and the others keep running."""
+    out = tmp_path / "ok.txt"
+    hooks = load_hooks([
+        {"on": "wake", "command": ["sleep", "60"], "timeout_s": 60},
+        {"on": "transcript", "command": [sys.executable, "-c", WRITE_ARGS, "{text}", str(out)]},
+    ])  # fmt: skip
+
+    async def main() -> None:
+        bus = EventBus()
+        runner = HookRunner(hooks, bus)
+        runner.start()
+        for number in range(PER_HOOK_WAITING + 4):
+            bus.publish(Event(EventType.WAKE_WORD_END, {"turn_id": number}))
+        for number in range(PER_HOOK_WAITING + 1):
+            bus.publish(transcript(f"t{number}", number))
+        await until(lambda: runner.stats.by_hook.get(1) == PER_HOOK_WAITING + 1)
+        assert runner.stats.dropped == 3, "the slow hook: one running, the rest wait, 3 dropped"
+        await runner.close()
+
+    run(main())
+    assert len(out.read_text().splitlines()) == PER_HOOK_WAITING + 1

@@ -6,13 +6,22 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
 
-from voiced.control.http_api import HttpServer, parse_listen, start_http
+from voiced.control.http_api import (
+    MAX_SSE_CLIENTS,
+    STATIC_DIR,
+    HttpServer,
+    http_token,
+    parse_listen,
+    security_headers,
+    start_http,
+)
 from voiced.control.openapi import openapi_document
 from voiced.errors import ConfigError, EngineError
 from voiced.pipeline.events import Event, EventBus, EventType
@@ -387,3 +396,154 @@ def test_openapi_document_lists_every_route() -> None:
                 assert operation["responses"], (path, method)
 
     serve(scenario)
+
+
+# -- the control plane as an attacker on the LAN sees it (issue 13) -------------
+
+
+def test_dns_rebinding_host_is_refused_without_a_token() -> None:
+    """Under DNS rebinding the browser sends the attacker's name in Host and, on a
+    same-origin GET, no Origin: the Host header alone must refuse it."""
+
+    async def scenario(
+        fake: FakeAssistant, server: HttpServer, session: aiohttp.ClientSession
+    ) -> None:
+        port = server.port
+        for host in (f"attacker.example:{port}", "attacker.example", f"127.0.0.1:{port + 1}",
+                     f"127.0.0.1.nip.io:{port}", f"localhost.:{port}", "", f"[::1]:{port}x",
+                     f"evil@127.0.0.1:{port}", "x" * 5000):  # fmt: skip
+            for method, path in (("GET", "/api/status"), ("GET", "/api/events"),
+                                 ("POST", "/api/say"), ("GET", "/")):  # fmt: skip
+                status, body = await call(session, method, path, headers={"Host": host},
+                                          json={"text": "open the garage"})  # fmt: skip
+                assert status == 421, (host, path)
+                assert body["error"] == "misdirected_request"
+        assert fake.announced == [] and not fake.bus._queues
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}",
+                     f"LOCALHOST:{port}"):  # fmt: skip
+            status, _ = await call(session, "GET", "/api/status", headers={"Host": host})
+            assert status == 200, host
+
+    serve(scenario)
+
+
+def test_a_token_server_answers_any_host_but_only_with_the_token() -> None:
+    async def scenario(
+        fake: FakeAssistant, server: HttpServer, session: aiohttp.ClientSession
+    ) -> None:
+        rebound = {"Host": f"attacker.example:{server.port}"}
+        assert (await call(session, "GET", "/api/status", headers=rebound))[0] == 401
+        auth = {**rebound, "Authorization": f"Bearer {TOKEN}"}
+        assert (await call(session, "GET", "/api/status", headers=auth))[0] == 200
+
+    serve(scenario, token=TOKEN)
+
+
+def test_every_response_carries_security_headers() -> None:
+    async def scenario(
+        fake: FakeAssistant, server: HttpServer, session: aiohttp.ClientSession
+    ) -> None:
+        for method, path in (("GET", "/"), ("GET", "/api/status"), ("POST", "/api/say"),
+                             ("GET", "/nope"), ("GET", "/metrics")):  # fmt: skip
+            async with session.request(method, path, data=b"{") as response:
+                headers = response.headers
+                csp = headers["Content-Security-Policy"]
+                assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+                assert headers["X-Frame-Options"] == "DENY"
+                assert headers["Referrer-Policy"] == "no-referrer"
+                assert headers["X-Content-Type-Options"] == "nosniff"
+        async with session.get("/api/events") as response:
+            assert response.headers["X-Frame-Options"] == "DENY"
+        page = (STATIC_DIR / "index.html").read_text()
+        csp = security_headers(page)["Content-Security-Policy"]
+        assert "'unsafe-inline'" not in csp and csp.count("'sha256-") == 2
+
+    serve(scenario)
+
+
+def test_event_streams_are_capped() -> None:
+    async def scenario(
+        fake: FakeAssistant, server: HttpServer, session: aiohttp.ClientSession
+    ) -> None:
+        streams = [await session.get("/api/events") for _ in range(MAX_SSE_CLIENTS)]
+        try:
+            for response in streams:
+                assert response.status == 200
+                await read_sse(response)  # the snapshot: the stream is open
+            status, body = await call(session, "GET", "/api/events")
+            assert (status, body["error"]) == (503, "too_many_streams")
+            assert len(fake.bus._queues) == MAX_SSE_CLIENTS
+        finally:
+            for response in streams:
+                response.close()
+        await until(lambda: server.api.streams == 0)
+        async with session.get("/api/events") as response:
+            assert response.status == 200  # a closed stream frees its place
+
+    serve(scenario)
+
+
+def test_token_from_a_file_or_a_systemd_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "http_token"
+    secret.write_text("from-a-file\n")
+    secret.chmod(0o600)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert http_token(HttpSettings(token_file=str(secret))) == "from-a-file"
+    assert http_token(HttpSettings()) is None
+    with pytest.raises(ConfigError, match="CREDENTIALS_DIRECTORY"):
+        http_token(HttpSettings(token_file="http_token"))
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert http_token(HttpSettings(token_file="http_token")) == "from-a-file"
+    assert http_token(HttpSettings()) == "from-a-file", "the conventional credential"
+    secret.write_text("")  # SetCredential=http_token: in the unit: no token
+    assert http_token(HttpSettings()) is None
+    for bad, problem in ((b"a\nb", "one line"), (b"\xff", "UTF-8"), (b"x" * 5000, "larger")):
+        secret.write_bytes(bad)
+        with pytest.raises(ConfigError, match=problem):
+            http_token(HttpSettings(token_file=str(secret)))
+    for name in ("../http_token", "sub/x", "relative/path"):
+        with pytest.raises(ConfigError, match="absolute path or a credential name"):
+            http_token(HttpSettings(token_file=name))
+    with pytest.raises(ConfigError, match="cannot read"):
+        http_token(HttpSettings(token_file=str(tmp_path / "missing")))
+    with pytest.raises(ConfigError, match="not a regular file"):
+        http_token(HttpSettings(token_file=str(tmp_path)))
+    secret.write_text("filed-token")
+
+    async def main() -> None:
+        server = await start_http(FakeAssistant(), HttpSettings(token_file=str(secret)),
+                                  host="0.0.0.0", port=0)  # fmt: skip
+        try:
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{server.port}") as session:
+                assert (await call(session, "GET", "/api/status"))[0] == 401
+                auth = {"Authorization": "Bearer filed-token"}
+                assert (await call(session, "GET", "/api/status", headers=auth))[0] == 200
+        finally:
+            await server.close()
+
+    asyncio.run(asyncio.wait_for(main(), TIMEOUT_S))
+
+
+def test_unix_socket_listening(tmp_path: Path) -> None:
+    path = tmp_path / "api.sock"
+
+    async def main() -> None:
+        fake = FakeAssistant()
+        server = await start_http(fake, HttpSettings(listen=f"unix:{path}"))
+        try:
+            assert path.is_socket() and path.stat().st_mode & 0o777 == 0o660
+            connector = aiohttp.UnixConnector(path=str(path))
+            async with aiohttp.ClientSession("http://voiced", connector=connector) as session:
+                assert (await call(session, "GET", "/api/status"))[0] == 200
+                status, _ = await call(session, "POST", "/api/say", json={"text": "hello"})
+                assert status == 202 and fake.announced == ["hello"]
+        finally:
+            await server.close()
+        again = await start_http(fake, HttpSettings(listen=f"unix:{path}"))  # a stale socket
+        await again.close()
+        with pytest.raises(ConfigError, match="absolute socket path"):
+            await start_http(fake, HttpSettings(listen="unix:relative.sock"))
+
+    asyncio.run(asyncio.wait_for(main(), TIMEOUT_S))

@@ -3,6 +3,8 @@ inspected, and only file-writing steps are applied, into tmp_path."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from voiced.service.install import (
     RunCommand,
     WriteFile,
     apply,
+    check_service_can_run,
     format_plan,
     plan_install,
     rewrite_exec_start,
@@ -59,7 +62,8 @@ def test_system_plan(venv_bin: Path) -> None:
     assert not config.overwrite
     assert config.content == (unit_source_dir() / "voiced.example.toml").read_text()
     assert _commands(steps) == [
-        (str(exe), "models", "prepare", "--models-dir", "/var/lib/voiced/models"),
+        (str(exe), "models", "prepare", "--config", "/etc/voiced/voiced.toml",
+         "--models-dir", "/var/lib/voiced/models"),
         ("systemctl", "daemon-reload"),
         ("systemctl", "enable", "--now", "voiced.service"),
     ]
@@ -83,12 +87,13 @@ def test_user_plan(venv_bin: Path, tmp_path: Path) -> None:
     exe = venv_bin / "voiced"
     writes = _writes(steps)
     unit = writes[home / ".config/systemd/user/voiced.service"]
-    assert f"ExecStart={exe} run\n" in unit.content
+    assert f"ExecStart={exe} run --config %E/voiced/voiced.toml\n" in unit.content
     assert "Environment=VOICED_MODELS_DIR=%h/.local/share/voiced/models" in unit.content
     assert not writes[home / ".config/voiced/voiced.toml"].overwrite
     models = str(home / ".local/share/voiced/models")
     assert _commands(steps) == [
-        (str(exe), "models", "prepare", "--models-dir", models),
+        (str(exe), "models", "prepare", "--config", str(home / ".config/voiced/voiced.toml"),
+         "--models-dir", models),
         ("systemctl", "--user", "daemon-reload"),
         ("systemctl", "--user", "enable", "--now", "voiced.service"),
     ]
@@ -149,11 +154,60 @@ def test_install_dry_run_prints_and_does_nothing(venv_bin: Path) -> None:
     lines: list[str] = []
     steps = inst.install(False, venv_bin, dry_run=True, profile="jetson-orin-nano",
                          echo=lines.append)  # fmt: skip
-    assert len(lines) == 1
     assert lines[0].startswith("dry run; would:\n1. write /etc/systemd/system/voiced.service")
-    assert "jetson.conf" in lines[0]
+    assert "jetson.conf" in lines[0] and "/etc/voiced/credentials" in lines[0]
     assert "systemctl enable --now voiced.service" in lines[0]
-    assert len(steps) == 6
+    assert len(steps) == 7
+    # The venv is under /tmp here, which PrivateTmp=yes hides from the unit.
+    assert len(lines) == 2 and "would refuse" in lines[1] and "PrivateTmp=yes" in lines[1]
+
+
+def test_a_venv_the_hardened_unit_cannot_see_is_refused_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's set-up put the venv in the clone under /home (or a pyenv Python
+    under /root): with ProtectHome=yes and DynamicUser=yes it failed with 203/EXEC."""
+    for hidden in ("/home/pi/voiced/.venv/bin/voiced", "/root/voiced/.venv/bin/voiced",
+                   "/tmp/venv/bin/voiced"):  # fmt: skip
+        with pytest.raises(UsageError) as info:
+            check_service_can_run(Path(hidden))
+        assert "/opt/voiced/venv" in (info.value.fix or "")
+    # pytest's tmp_path is 0700; the service user must be able to search every folder.
+    base = Path(tempfile.mkdtemp(prefix="voiced-install-"))
+    try:
+        base.chmod(0o755)
+        for folder in ("venv/bin", "pyenv"):
+            (base / folder).mkdir(parents=True, mode=0o755)
+        exe, python = base / "venv/bin/voiced", base / "pyenv/python3"
+        python.write_text("")
+        exe.write_text(f"#!{python}\n")
+        for file in (exe, python):
+            file.chmod(0o755)
+        monkeypatch.setattr(inst, "HIDDEN_FROM_SERVICE", ())
+        check_service_can_run(exe)  # reachable and readable: fine
+        hidden = ((base / "pyenv", "ProtectHome=yes"),)
+        monkeypatch.setattr(inst, "HIDDEN_FROM_SERVICE", hidden)
+        with pytest.raises(UsageError, match="ProtectHome"):
+            check_service_can_run(exe)  # the venv's own Python is hidden
+        monkeypatch.setattr(inst, "HIDDEN_FROM_SERVICE", ())
+        python.parent.chmod(0o700)
+        with pytest.raises(UsageError, match="DynamicUser"):
+            check_service_can_run(exe)
+    finally:
+        shutil.rmtree(base)
+
+
+def test_system_install_makes_a_root_only_credentials_directory(
+    venv_bin: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    steps = plan_install(False, venv_bin, paths=system_paths(root), prepare_models=False,
+                         enable=False)  # fmt: skip
+    apply([s for s in steps if not isinstance(s.action, RunCommand)])
+    credentials = root / "etc/voiced/credentials"
+    assert credentials.is_dir() and credentials.stat().st_mode & 0o777 == 0o700
+    assert (root / "etc/voiced/voiced.toml").stat().st_mode & 0o777 == 0o644
+    assert "password =" not in (root / "etc/voiced/voiced.toml").read_text()
 
 
 def test_main_dry_run(venv_bin: Path, capsys: pytest.CaptureFixture[str]) -> None:

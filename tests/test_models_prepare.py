@@ -7,6 +7,7 @@ cache or the shared test models.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -418,3 +419,23 @@ def test_unknown_subcommand_exits_2() -> None:
     result = voiced_cli("frobnicate")
     assert_clean_failure(result, 2)
     assert "invalid choice: 'frobnicate'" in result.stderr
+
+
+def test_parts_that_do_not_join_to_the_published_file_are_refused(
+    voice_wheel: Path, wheel_cache_dir: Path, tmp_path: Path
+) -> None:
+    """Each part matches its own sha256, but the joined file must match too: parts
+    out of order (or one swapped) are caught before anything is converted or used."""
+    voice = specs(VOICE)[0]
+    onnx, config = voice.files
+    joined = dataclasses.replace(
+        voice,
+        conversion=prepare_module.Conversion.CONCAT,
+        files=(dataclasses.replace(config, dest="voice.onnx"), dataclasses.replace(onnx)),
+        assembled_sha256=(("voice.onnx", onnx.sha256),),
+    )
+    with pytest.raises(ModelError, match="joined voice.onnx has sha256") as raised:
+        prepare_models(tmp_path / "models", [joined], wheel_cache_dir, say=lambda _: None)
+    assert raised.value.fix is not None and "report it" in raised.value.fix
+    assert not (tmp_path / "models" / VOICE).exists()
+    assert not list((tmp_path / "models").glob(PARTIAL_PREFIX + "*"))

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from tests.test_http_api import FakeAssistant
 from voiced.control.discovery import Topics, discovery_configs
 from voiced.control.mqtt import (
+    COMMANDS,
     MAX_PAYLOAD_BYTES,
     MqttBridge,
     MqttPublisher,
@@ -107,7 +108,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 
 def mqtt_settings(broker: Broker, device_id: str) -> MqttSettings:
-    return MqttSettings(host="127.0.0.1", port=broker.port, device_id=device_id)
+    """Every command allowed: these tests exercise each of them."""
+    return MqttSettings(host="127.0.0.1", port=broker.port, device_id=device_id,
+                        commands=COMMANDS)  # fmt: skip
 
 
 class Observer:
@@ -171,13 +174,14 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 def test_device_id_is_sanitized() -> None:
     assert device_id_for(MqttSettings(device_id="Kitchen Pi/#1+")) == "kitchen_pi_1"
-    assert device_id_for(MqttSettings(), hostname="My-Host.local") == "my-host_local"
+    nowhere = Path("/nonexistent/machine-id")
+    assert device_id_for(MqttSettings(), "My-Host.local", nowhere) == "my-host_local"
     assert device_id_for(MqttSettings(device_id="###")) == "voiced"
     assert device_id_for(MqttSettings(device_id="../../etc")) == "etc"
 
 
 def test_availability_state_discovery_and_republish(broker: Broker) -> None:
-    topics = Topics("disc")
+    topics = Topics("disc", commands=COMMANDS)
     configs = discovery_configs(topics)
 
     async def main() -> None:
@@ -478,3 +482,18 @@ def test_cancel_and_wait_ends_a_task_that_swallowed_a_cancel() -> None:
         assert task.cancelled() and swallowed == 1
 
     run(main())
+
+
+def test_default_device_id_tells_boards_with_one_host_name_apart(tmp_path: Path) -> None:
+    """Two boards both called raspberrypi knocked each other off the broker and
+    shared Home Assistant unique ids; /etc/machine-id tells them apart."""
+    first, second, broken = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    first.write_text("3f2a9c1d" + "0" * 24 + "\n")
+    second.write_text("77e01b2c" + "1" * 24 + "\n")
+    broken.write_text("not a machine id\n")
+    default = MqttSettings()
+    assert device_id_for(default, "raspberrypi", first) == "raspberrypi_3f2a9c1d"
+    assert device_id_for(default, "raspberrypi", second) == "raspberrypi_77e01b2c"
+    assert device_id_for(default, "raspberrypi", broken) == "raspberrypi"
+    assert device_id_for(MqttSettings(device_id="kitchen"), "raspberrypi", first) == "kitchen"
+    assert len(device_id_for(default, "h" * 200, first)) <= 64

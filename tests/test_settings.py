@@ -41,11 +41,14 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "alert_rings": 3,
     },
     "audio": {"input": "hw:1", "output": "hw:2", "volume": 0.5, "mic_lost_exit_s": 120.0,
-              "drain_grace_ms": 3000, "announce_while_muted": False},
-    "http": {"listen": "127.0.0.1:8400", "token": "secret"},
+              "capture_sample_rate_hz": 48000, "drain_grace_ms": 3000,
+              "announce_while_muted": False},
+    "http": {"listen": "127.0.0.1:8400", "token": "secret", "token_file": "http_token"},
     "mqtt": {
         "host": "broker", "port": 8883, "username": "u", "password": "p", "tls": True,
         "ca_file": "/etc/ca.pem", "device_id": "kitchen", "discovery_prefix": "ha",
+        "password_file": "/etc/voiced/credentials/mqtt_password", "commands": ("say", "mute"),
+        "transcripts": False,
     },
 }  # fmt: skip
 TOP_LEVEL: dict[str, Any] = {"models_dir": "/var/lib/voiced/models", "profile": "rpi5"}
@@ -57,6 +60,8 @@ def toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     return repr(value)
 
 

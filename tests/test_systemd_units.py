@@ -153,6 +153,10 @@ def test_system_unit_settings_and_hardening() -> None:
     assert service["ExecStart"] == [
         "/opt/voiced/venv/bin/voiced run --config /etc/voiced/voiced.toml"
     ]
+    assert service["ExecReload"] == ["/bin/sh -c 'kill -HUP \"$MAINPID\"'"]
+    # Secrets come as credentials from root-only files, never from the config.
+    assert service["LoadCredential"] == ["voiced:/etc/voiced/credentials"]
+    assert "SetCredential" not in service
     assert unit["Unit"]["StartLimitIntervalSec"] == ["300"]
     assert unit["Unit"]["StartLimitBurst"] == ["5"]
     # These break audio, cffi callbacks or CUDA: they must stay out.
@@ -171,7 +175,10 @@ def test_user_unit_settings() -> None:
     service = unit["Service"]
     assert service["Type"] == ["notify"]
     assert service["WatchdogSec"] == ["30"]
-    assert service["ExecStart"] == ["%h/.local/share/voiced/venv/bin/voiced run"]
+    assert service["ExecStart"] == [
+        "%h/.local/share/voiced/venv/bin/voiced run --config %E/voiced/voiced.toml"
+    ], "the config `voiced service install --user` writes ($XDG_CONFIG_HOME or ~/.config)"
+    assert service["ExecReload"] == ["/bin/sh -c 'kill -HUP \"$MAINPID\"'"]
     after = " ".join(unit["Unit"]["After"]).split()
     assert {"pipewire.service", "pipewire-pulse.service"} <= set(after)
     assert unit["Install"]["WantedBy"] == ["default.target"]

@@ -7,23 +7,28 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from voiced.audio.devices import is_device_spec
 from voiced.audio.resilient import ResilientSource
 from voiced.audio.sinks import AudioSink, open_sink
 from voiced.audio.soundcard import SoundcardSource
 from voiced.audio.sources import AudioSource, open_source
+from voiced.control.hooks import load_hooks
+from voiced.control.mqtt import MqttPublisher
 from voiced.control.plane import ControlPlane, mqtt_publisher
 from voiced.engines.loader import Engines, load_engines
-from voiced.intents.user import load_user_intents
+from voiced.errors import VoicedError
+from voiced.intents.user import UserIntent, load_user_intents
 from voiced.models.manifest import Role
 from voiced.pipeline.assistant import Assistant
 from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.runner import run_stream
 from voiced.pipeline.turn import TraceWriter
 from voiced.service.sdnotify import SystemdNotifier, watchdog_loop
-from voiced.settings import Settings
+from voiced.settings import Settings, load_settings
 
 _LOGGER = logging.getLogger(__name__)
 LOAD_TIMEOUT_EXTENSION_US = 120_000_000
@@ -38,6 +43,8 @@ class RunOptions:
     output: str | None = None
     realtime: bool = False
     trace: Path | None = None
+    config: Path | None = None
+    """Re-read on SIGHUP (``systemctl reload voiced``) for its intents and hooks."""
 
 
 def needed_roles(settings: Settings, wake_mode: bool) -> set[Role]:
@@ -59,7 +66,7 @@ async def load(settings: Settings, models_dir: Path, roles: set[Role]) -> Engine
 
 async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int:
     """The daemon's main coroutine; returns the process exit code."""
-    realtime = options.realtime or options.input is None
+    realtime = options.realtime or is_device_spec(options.input)
     if engines is None:
         roles = needed_roles(options.settings, options.wake_mode)
         engines = await load(options.settings, options.models_dir, roles)
@@ -79,7 +86,8 @@ async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int
         plane = await ControlPlane.start(
             assistant, settings, publisher, xruns=lambda: int(getattr(source, "xruns", 0))
         )
-        await _serve(assistant, source, realtime=realtime)
+        reloader = Reloader(options.config, assistant, plane, publisher, list(intents))
+        await _serve(assistant, source, realtime=realtime, reload=reloader.reload)
     finally:
         if plane is not None:
             await plane.close()
@@ -90,13 +98,53 @@ async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int
     return 0
 
 
-async def _serve(assistant: Assistant, source: AudioSource, *, realtime: bool) -> None:
+class Reloader:
+    """SIGHUP: the config's ``[[intent]]`` and ``[[hook]]`` tables read again and
+    swapped in between events; the audio, the models and the rest of the settings
+    stay as they are. A config that no longer loads is logged and changes nothing."""
+
+    def __init__(
+        self, config: Path | None, assistant: Assistant, plane: ControlPlane,
+        publisher: MqttPublisher | None, intents: list[UserIntent],
+    ) -> None:  # fmt: skip
+        self.config, self.assistant, self.plane = config, assistant, plane
+        self.publisher = publisher
+        self.intents = intents
+        self.reloads = 0
+
+    def reload(self) -> None:
+        try:
+            fresh = load_settings(self.config)
+            intents = load_user_intents(fresh.intent, publisher=self.publisher)
+            hooks = load_hooks(fresh.hook)
+        except VoicedError as err:
+            _LOGGER.error("reload refused; the running intents and hooks stay:\n%s",
+                          err.render())  # fmt: skip
+            return
+        handlers = self.assistant.responder.handlers
+        old = set(map(id, self.intents))
+        handlers[:] = [*intents, *(h for h in handlers if id(h) not in old)]
+        self.assistant.responder.refresh_prompt()  # the model is told of the new commands
+        self.intents = list(intents)
+        self.plane.hooks.replace_hooks(hooks)
+        self.reloads += 1
+        _LOGGER.info("reloaded %s: %d intents, %d hooks", self.config or "the defaults",
+                     len(intents), len(hooks))  # fmt: skip
+
+
+async def _serve(
+    assistant: Assistant, source: AudioSource, *, realtime: bool,
+    reload: Callable[[], None] | None = None,
+) -> None:  # fmt: skip
     notifier = SystemdNotifier()
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, _request_stop, main, notifier)
+    if reload is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, reload)
     readiness = asyncio.create_task(_announce_ready(assistant, notifier))
     watchdog = asyncio.create_task(watchdog_loop(notifier, assistant.watchdog_progress))
     try:
@@ -107,7 +155,7 @@ async def _serve(assistant: Assistant, source: AudioSource, *, realtime: bool) -
         for task in (readiness, watchdog):
             task.cancel()
         await asyncio.gather(readiness, watchdog, return_exceptions=True)
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 
@@ -131,11 +179,13 @@ def _open_input(spec: str | None, realtime: bool, settings: Settings,
                 mic: _MicReport) -> AudioSource:  # fmt: skip
     """A sound card is wrapped so that an unplugged microphone is reopened, not fatal;
     files and stdin end when they end."""
-    source = open_source(spec, realtime)
+    rate_hz = settings.audio.capture_sample_rate_hz
+    source = open_source(spec, realtime, capture_rate_hz=rate_hz)
     if not isinstance(source, SoundcardSource):
         return source
     exit_after = settings.audio.mic_lost_exit_s or None
-    return ResilientSource(lambda: open_source(spec, realtime), on_lost=mic.lost,
+    return ResilientSource(lambda: open_source(spec, realtime, capture_rate_hz=rate_hz),
+                           on_lost=mic.lost,
                            on_restored=mic.restored, exit_after_s=exit_after)  # fmt: skip
 
 

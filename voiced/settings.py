@@ -154,8 +154,14 @@ class ListenSettings:
 @dataclass(frozen=True, slots=True)
 class AudioSettings:
     input: str | None = None
-    """Sound card name or index (None: the default input)."""
+    """What ``--input`` accepts (which overrides it): a device (``default``, an ALSA
+    name such as ``hw:CARD=USB,DEV=0``, a PortAudio name or index, ``device:NAME``),
+    a .wav path, ``-`` (raw PCM on stdin) or ``null`` (silence). None: the default."""
     output: str | None = None
+    """What ``--output`` accepts: a device, a .wav path, ``-`` or ``null``."""
+    capture_sample_rate_hz: int | None = None
+    """Open the microphone at this rate (the profiles say 16000: no resampling);
+    a device that refuses it is opened at its default rate. None: the default rate."""
     volume: float = 1.0
     mic_lost_exit_s: float = 0.0
     """Exit non-zero (so systemd restarts us) after the microphone has been gone
@@ -171,8 +177,11 @@ class AudioSettings:
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     listen: str | None = None
-    """HOST:PORT for the HTTP API (None: off)."""
+    """HOST:PORT for the HTTP API, or unix:/PATH for a Unix socket (None: off)."""
     token: str | None = None
+    """Better in ``token_file``: this file is world-readable for the service."""
+    token_file: str | None = None
+    """An absolute path, or a systemd credential name (``http_token``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,10 +190,22 @@ class MqttSettings:
     port: int = 1883
     username: str | None = None
     password: str | None = None
+    """Better in ``password_file``: this file is world-readable for the service."""
+    password_file: str | None = None
+    """An absolute path, or a systemd credential name (``mqtt_password``)."""
     tls: bool = False
     ca_file: str | None = None
     device_id: str | None = None
+    """Default: the host name and the start of /etc/machine-id (unique per board)."""
     discovery_prefix: str = "homeassistant"
+    commands: tuple[str, ...] = ("mute", "stop")
+    """Commands the broker may send (say, ask, listen, stop, mute). Anyone who can
+    publish on the broker can send them; ask runs intents (a garage door) and
+    listen opens the microphone, so they are off unless listed."""
+    transcripts: bool = True
+    """Publish what was heard and replied (the transcript, reply and intent events,
+    Home Assistant's "Last transcript" sensor). Anyone who may subscribe can read
+    them: false on a broker without an ACL. Wake, error and state are published."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,8 +351,12 @@ def _coerce(hint: Any, value: object, path: tuple[str, ...], locator: _Locator) 
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         return _coerce(options[0], value, path, locator)
     if origin is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise _type_error(path, "a list of tables ([[...]])", value, locator)
+        item = typing.get_args(hint)[0]
+        want = "a list of strings" if item is str else "a list of tables ([[...]])"
+        if not isinstance(value, list) or not all(
+            isinstance(v, str if item is str else dict) for v in value
+        ):
+            raise _type_error(path, want, value, locator)
         return tuple(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -395,6 +420,7 @@ _RANGES: dict[str, _Range] = {
     "audio.volume": _Range(0, 1),
     "tts.first_chunk_max_words": _Range(0, 100),
     "audio.mic_lost_exit_s": _Range(0, 86_400),
+    "audio.capture_sample_rate_hz": _Range(8000, 192_000),
     "mqtt.port": _Range(1, 65535),
 }
 """Ranges of numeric settings, by dotted key."""
@@ -404,6 +430,10 @@ _CHOICES: dict[str, frozenset[str]] = {
     "slm.device": DEVICES,
     "slm.compute_type": COMPUTE_TYPES,
 }
+_ITEM_CHOICES: dict[str, frozenset[str]] = {
+    "mqtt.commands": frozenset({"say", "ask", "listen", "stop", "mute"}),
+}
+"""Allowed items of list settings, by dotted key."""
 """Allowed values of string settings, by dotted key."""
 _MAX_CHARS: dict[str, int] = {"asr.vocabulary_prompt": 1000, "slm.system_prompt": 4000}
 """Longest text settings; Whisper keeps only ~220 tokens of prompt anyway."""
@@ -418,6 +448,13 @@ def _check_value(path: tuple[str, ...], value: object, locator: _Locator) -> Non
     if longest is not None and isinstance(value, str) and len(value) > longest:
         raise ConfigError(
             f"{locator.where(path)}: `{dotted}` is {len(value)} characters; at most {longest}"
+        )
+    items = _ITEM_CHOICES.get(dotted)
+    if items is not None and isinstance(value, tuple) and not set(value) <= items:
+        bad = next(v for v in value if v not in items)
+        raise ConfigError(
+            f"{locator.where(path)}: `{dotted}` may list {', '.join(sorted(items))}, "
+            f"not {bad!r:.40}"
         )
     choices = _CHOICES.get(dotted)
     if choices is not None and value not in choices:

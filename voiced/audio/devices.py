@@ -8,8 +8,10 @@ touches a sound card. Tests replace :func:`load_sounddevice` with a fake.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from voiced.errors import AudioError
@@ -124,7 +126,8 @@ def format_device_table(devices: Sequence[DeviceInfo]) -> str:
 
 
 def find_device(spec: str | int | None, direction: Direction) -> DeviceInfo:
-    """The device ``spec`` names: an index, a name (case-insensitive substring) or None.
+    """The device ``spec`` names: an index, a PortAudio name (case-insensitive
+    substring), an ALSA name (``hw:CARD=USB,DEV=0``, ``plughw:1,0``), ``default`` or None.
 
     A missing device is an AudioError whose message lists the usable devices.
     """
@@ -158,9 +161,39 @@ def _match(
         return next((dev for dev in usable if dev.index == index), None)
     wanted = spec.strip().lower()
     exact = [dev for dev in usable if dev.name.lower() == wanted]
+    if not exact and wanted == "default":
+        return _match(None, direction, usable)
+    hw = alsa_hw_name(spec)
+    by_card = [dev for dev in usable if hw and f"({hw})" in dev.name.lower()]
     partial = [dev for dev in usable if wanted in dev.name.lower()]
-    matches = exact or partial
+    matches = exact or by_card or partial
     return matches[0] if matches else None
+
+
+_ALSA = re.compile(
+    r"^(?:plug)?hw:(?:CARD=)?(?P<card>[A-Za-z0-9_-]+)(?:,(?:DEV=)?(?P<dev>\d+))?$",
+    re.IGNORECASE,
+)
+ASOUND = Path("/proc/asound")
+
+
+def alsa_hw_name(spec: str, asound: Path | None = None) -> str | None:
+    """``hw:CARD=USB,DEV=0`` (``arecord -L``) or ``plughw:1,0`` as the ``hw:1,0`` that
+    PortAudio puts in its device names; None when ``spec`` is not such a name or
+    names no card here. Card names are looked up in /proc/asound."""
+    found = _ALSA.match(spec.strip())
+    if found is None:
+        return None
+    card, dev = found["card"], found["dev"] or "0"
+    if not card.isdigit():
+        try:
+            link = ((asound or ASOUND) / card).readlink().name  # /proc/asound/USB -> card1
+        except OSError:
+            return None
+        if not link.startswith("card") or not link[4:].isdigit():
+            return None
+        card = link[4:]
+    return f"hw:{int(card)},{int(dev)}"
 
 
 def parse_device_spec(spec: str) -> str | int:
@@ -169,3 +202,38 @@ def parse_device_spec(spec: str) -> str | int:
     if not name:
         raise AudioError(f"empty device name in {spec!r}", fix="use device:NAME or device:INDEX")
     return int(name) if name.isdigit() else name
+
+
+MAX_SPEC_CHARS = 4096
+_OTHER_AUDIO_FILE = re.compile(r"\.(mp3|ogg|oga|opus|flac|m4a|aac|aiff?|au|raw|pcm|s16le)$", re.I)
+
+
+def is_device_spec(spec: str | None) -> bool:
+    """False for the specs that are not sound cards: ``-``, ``null`` and ``.wav`` paths."""
+    if spec is None:
+        return True
+    text = spec.strip().lower()
+    return not (text == "-" or text == "null" or text.endswith(".wav"))
+
+
+def device_of(spec: str | None) -> str | int | None:
+    """The sound card a device spec names (None: the default), the same for
+    ``--input``/``--output``, ``[audio] input``/``output``, ``voiced devices`` and
+    ``voiced doctor``: ``device:X``, ``default``, an index, an ALSA name
+    (``hw:CARD=USB,DEV=0``) or a PortAudio name. AudioError for a malformed one."""
+    if spec is None:
+        return None
+    text = spec.strip()
+    if not text or len(text) > MAX_SPEC_CHARS or "\x00" in text or not is_device_spec(text):
+        raise AudioError(
+            f"audio device {spec[:60]!r} is empty or malformed",
+            fix="use a device name from `voiced devices`, a .wav, '-' or null",
+        )
+    if text.lower().startswith("device:"):
+        return parse_device_spec(text)
+    if text.startswith(("/", "./", "~")) or _OTHER_AUDIO_FILE.search(text):
+        raise AudioError(f"{text[:200]!r} is neither a device nor a .wav file",
+                         fix="convert it: ffmpeg -i IN -ar 16000 -ac 1 OUT.wav")  # fmt: skip
+    if text.lower() == "default":
+        return None
+    return int(text) if text.isdigit() else text

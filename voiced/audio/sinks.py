@@ -21,7 +21,7 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from voiced.audio.devices import parse_device_spec
+from voiced.audio.devices import device_of
 from voiced.audio.format import PIPELINE_RATE_HZ, SAMPLE_WIDTH_BYTES, samples_to_ms
 from voiced.audio.playback import PlaybackQueue
 from voiced.audio.resample import resample_pcm
@@ -307,8 +307,8 @@ def null_sink(aligned: bool) -> AlignedSink | SequentialSink:
 
 
 def open_sink(spec: str | None, realtime: bool) -> AudioSink:
-    """The sink a spec names: ``*.wav``, ``-`` (stdout), ``null``, ``device:NAME_OR_INDEX``,
-    or None for the default speaker. Realtime runs get the aligned timeline.
+    """The sink a spec names: ``*.wav``, ``-`` (stdout), ``null``, or a sound card as
+    for open_source; None for the default speaker. Realtime runs get the aligned timeline.
     """
     if spec is None:
         return SoundcardSink(None)
@@ -317,12 +317,6 @@ def open_sink(spec: str | None, realtime: bool) -> AudioSink:
         return raw_stdout_sink(aligned=realtime)
     if text.lower() == "null":
         return null_sink(aligned=realtime)
-    if text.lower().startswith("device:"):
-        return SoundcardSink(parse_device_spec(text))
     if text.lower().endswith(".wav"):
         return AlignedWavSink(text) if realtime else SequentialWavSink(text)
-    raise AudioError(
-        f"unknown audio output {spec!r}",
-        fix="use a .wav path, '-' for raw s16le 16 kHz mono on stdout, 'null', "
-        "'device:NAME_OR_INDEX' (see `voiced devices`), or leave it unset for the default speaker",
-    )
+    return SoundcardSink(device_of(text))

@@ -40,8 +40,12 @@ class SoundcardSource:
         block_ms: int = 20,
         queue_blocks: int = 50,
         stall_timeout_s: float = 2.0,
+        sample_rate_hz: int | None = None,
     ) -> None:
         self.device = device
+        self.sample_rate_hz = sample_rate_hz
+        """The rate to open at (a profile's capture rate); None, or refused: the device's."""
+        self.opened_rate_hz = 0
         self.block_ms = block_ms
         self.stall_timeout_s = stall_timeout_s
         self._queue_blocks = queue_blocks
@@ -61,8 +65,8 @@ class SoundcardSource:
         self._closed = False
         self._queue = asyncio.Queue(maxsize=self._queue_blocks)
         info = await asyncio.to_thread(find_device, self.device, "input")
-        channels = await asyncio.to_thread(self._open, info, loop)
-        resampler = StreamResampler(info.default_samplerate_hz, channels)
+        channels, rate_hz = await asyncio.to_thread(self._open_at_a_rate, info, loop)
+        resampler = StreamResampler(rate_hz, channels)
         splitter = FrameSplitter()
         try:
             while not self._closed:
@@ -83,8 +87,25 @@ class SoundcardSource:
         finally:
             self.close()
 
-    def _open(self, info: DeviceInfo, loop: asyncio.AbstractEventLoop) -> int:
-        """Open and start the input stream; returns its channel count."""
+    def _open_at_a_rate(
+        self, info: DeviceInfo, loop: asyncio.AbstractEventLoop
+    ) -> tuple[int, int]:
+        """(channels, rate): the configured rate first, else the device's default."""
+        rates = list(dict.fromkeys([r for r in (self.sample_rate_hz,) if r]
+                                   + [info.default_samplerate_hz]))  # fmt: skip
+        for rate_hz in rates:
+            try:
+                channels = self._open(info, loop, rate_hz)
+            except AudioError:
+                if rate_hz == rates[-1]:
+                    raise
+                continue
+            self.opened_rate_hz = rate_hz
+            return channels, rate_hz
+        raise AssertionError("unreachable: rates is never empty")
+
+    def _open(self, info: DeviceInfo, loop: asyncio.AbstractEventLoop, rate_hz: int) -> int:
+        """Open and start the input stream at ``rate_hz``; returns its channel count."""
         sd = load_sounddevice()
 
         def callback(indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
@@ -97,8 +118,8 @@ class SoundcardSource:
         self._stream, channels = _start_first(
             sd, "microphone", info, info.max_input_channels,
             lambda channels: sd.InputStream(
-                device=info.index, samplerate=info.default_samplerate_hz, channels=channels,
-                dtype="float32", blocksize=info.default_samplerate_hz * self.block_ms // 1000,
+                device=info.index, samplerate=rate_hz, channels=channels,
+                dtype="float32", blocksize=rate_hz * self.block_ms // 1000,
                 callback=callback,
             ),
         )  # fmt: skip

@@ -20,15 +20,14 @@ from typing import BinaryIO, Protocol
 
 from voiced.audio.devices import (
     DeviceInfo,
+    device_of,
     format_device_table,
     list_devices,
-    parse_device_spec,
 )
 from voiced.audio.format import FRAME_SAMPLES, AudioFrame
 from voiced.audio.framing import FRAME_BYTES, Clock, FramePacer, FrameSplitter, Sleep
 from voiced.audio.soundcard import SoundcardSource
 from voiced.audio.wavfile import MAX_DURATION_S, read_wav_as_pipeline_pcm
-from voiced.errors import AudioError
 
 __all__ = [
     "AudioSource",
@@ -222,22 +221,24 @@ def _is_pipe_like(stream: BinaryIO) -> bool:
     return False
 
 
-def open_source(spec: str | None, realtime: bool) -> AudioSource:
-    """The source a spec names: ``*.wav``, ``-`` (stdin), ``null``, ``device:NAME_OR_INDEX``,
-    or None for the default microphone. Opens nothing yet; a bad spec is an AudioError.
+def open_source(
+    spec: str | None, realtime: bool, *, capture_rate_hz: int | None = None
+) -> AudioSource:
+    """The source a spec names: ``*.wav``, ``-`` (stdin), ``null``, or a sound card
+    (see devices.device_of: ``default``, ``hw:CARD=USB,DEV=0``, a PortAudio name or
+    index, ``device:NAME_OR_INDEX``); None for the default microphone, opened at
+    ``capture_rate_hz`` when it takes it. Opens nothing yet; a bad spec is an AudioError.
     """
     if spec is None:
-        return SoundcardSource(None)
+        return SoundcardSource(None, sample_rate_hz=capture_rate_hz)
     text = spec.strip()
     if text == "-":
         return RawStdinSource(realtime)
     if text.lower() == "null":
         return SilenceSource()
-    if text.lower().startswith("device:"):
-        return SoundcardSource(parse_device_spec(text))
     if text.lower().endswith(".wav"):
         return WavFileSource(Path(text), realtime)
-    raise AudioError(f"unknown audio input {spec!r}", fix=_SPEC_FIX.format(what="microphone"))
+    return SoundcardSource(device_of(text), sample_rate_hz=capture_rate_hz)
 
 
 _SPEC_FIX = (

@@ -30,6 +30,7 @@ from voiced.intents.normalize import normalize
 from voiced.pipeline.assistant import Assistant
 from voiced.pipeline.endpointer import Endpointer, EndpointerSettings, EndpointEventType
 from voiced.pipeline.events import EventBus
+from voiced.pipeline.model_prompt import clock_message, mentions_time, system_prompt
 from voiced.pipeline.runner import run_stream
 from voiced.pipeline.turn import TurnRecord
 from voiced.pipeline.vad import WebRtcVad
@@ -153,8 +154,11 @@ def _full_reply(engines: Engines, settings: Settings, text: str) -> str:
         return found.reply
     if engines.slm is None:
         return ""
-    messages = [{"role": "user", "content": text}]
-    return engines.slm.reply(settings.slm.system_prompt, messages,
+    # The prompt the streaming path's responder uses (same static-prompt cache entry).
+    prompt = system_prompt(settings.slm.system_prompt, [])
+    clock = [clock_message()] if mentions_time(text) else []
+    messages = [*clock, {"role": "user", "content": text}]
+    return engines.slm.reply(prompt, messages,
                              max_tokens=settings.slm.max_reply_tokens).strip()  # fmt: skip
 
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from typing import Any, Protocol
 
 from voiced.cli.common import add_settings_options, settings_and_models_dir
 from voiced.errors import ModelError, UsageError
-from voiced.models.manifest import ModelSpec, load_manifest
+from voiced.models.manifest import ModelSpec, Role, load_manifest
 from voiced.models.prepare import prepare_models
 from voiced.models.store import check_model, resolve_cache_dir, resolve_models_dir
-from voiced.models.tiers import models_for
+from voiced.models.tiers import models_for, resolve_slm_model
 from voiced.settings import Settings
 
 
@@ -62,19 +63,36 @@ def _selected(args: argparse.Namespace, settings: Settings) -> list[ModelSpec]:
     return models_for(settings, manifest)
 
 
+def _sources(spec: ModelSpec) -> str:
+    sources = sorted({f.requirement for f in spec.files}, key=_natural)
+    if len(sources) > 2:  # a model split over many wheels: first and last part
+        return f"{sources[0]} .. {sources[-1]} ({len(sources)} wheels)"
+    return ", ".join(sources)
+
+
+def _natural(text: str) -> list[object]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     models_dir = resolve_models_dir(args.models_dir)
+    manifest = load_manifest()
+    auto = resolve_slm_model("auto", manifest=manifest)
+    width = max(len(m.name) for m in manifest.models) + 2
     print(f"models directory: {models_dir}")
-    print(f"{'name':<24}{'role':<6}{'default':<9}{'state':<16}source")
-    for spec in load_manifest().models:
+    print(f"{'name':<{width}}{'role':<6}{'default':<14}{'state':<14}source")
+    for spec in manifest.models:
         if spec.unavailable:
             state = "unavailable"
         else:
             state = "prepared" if check_model(models_dir, spec, full=False).ok else "not prepared"
-        sources = sorted({f.requirement for f in spec.files})
+        if spec.role is Role.SLM:
+            default = f"{spec.tier or ''}{', auto' if spec.name == auto else ''}"
+        else:
+            default = "yes" if spec.default else ""
         print(
-            f"{spec.name:<24}{spec.role.value:<6}{'yes' if spec.default else '':<9}"
-            f"{state:<16}{', '.join(sources)} [{spec.licence}]"
+            f"{spec.name:<{width}}{spec.role.value:<6}{default:<14}{state:<14}"
+            f"{_sources(spec)} [{spec.licence}]"
         )
     return 0
 

@@ -20,12 +20,14 @@ def register(commands: Any) -> None:
         "--no-wake", action="store_true",
         help="every utterance is a turn (kiosks, push-to-talk, benchmarks)",
     )  # fmt: skip
-    run.add_argument("--input", metavar="WAV|-",
-                     help="a WAV file, '-' for raw s16le 16 kHz mono on stdin, or "
-                     "device:NAME (default: the default microphone)")  # fmt: skip
-    run.add_argument("--output", metavar="WAV|-",
-                     help="a WAV file, '-' for raw PCM on stdout, 'null', or device:NAME "
-                     "(default: the default speaker)")  # fmt: skip
+    run.add_argument("--input", metavar="SPEC",
+                     help="a WAV file, '-' for raw s16le 16 kHz mono on stdin, 'null', or a "
+                     "device (hw:CARD=USB,DEV=0, a name or index from `voiced devices`, "
+                     "device:NAME); overrides [audio] input (default: the default "
+                     "microphone)")  # fmt: skip
+    run.add_argument("--output", metavar="SPEC",
+                     help="a WAV file, '-' for raw PCM on stdout, 'null', or a device; "
+                     "overrides [audio] output (default: the default speaker)")  # fmt: skip
     run.add_argument(
         "--realtime", action="store_true",
         help="pace file input at 1x; a WAV output is then time-aligned with it",
@@ -50,9 +52,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.mqtt:
         host, port = _host_port(args.mqtt, "--mqtt")
         settings = replace_section(settings, "mqtt", host=host, port=port)
+    # A file or stdin named in the config is heard at 1x, as a microphone would be:
+    # a service that raced through its input and exited would be no service.
+    configured_input = args.input is None and settings.audio.input is not None
     options = RunOptions(
         settings=settings, models_dir=models_dir, wake_mode=not args.no_wake,
-        input=args.input, output=args.output, realtime=args.realtime, trace=args.trace,
+        input=args.input if args.input is not None else settings.audio.input,
+        output=args.output if args.output is not None else settings.audio.output,
+        realtime=args.realtime or configured_input, trace=args.trace, config=args.config,
     )  # fmt: skip
     return run_async(run_daemon(options))
 

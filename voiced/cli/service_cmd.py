@@ -41,6 +41,11 @@ def register(commands: Any) -> None:
         "--profile", metavar="NAME", default=None, help="hardware profile (default: detected)"
     )
     install.set_defaults(func=cmd_service_install)
+    reload = actions.add_parser(
+        "reload", help="re-read the intents and hooks of the running service (SIGHUP)"
+    )
+    reload.add_argument("--user", action="store_true", help="the user unit")
+    reload.set_defaults(func=cmd_service_reload)
 
     config = commands.add_parser("config", help="check a config file")
     config_actions = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -50,15 +55,18 @@ def register(commands: Any) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from voiced.cli.common import config_path, settings_and_models_dir
     from voiced.service.doctor import exit_code, format_findings, run_checks
-    from voiced.settings import Settings, load_settings
+    from voiced.settings import Settings
 
-    settings = Settings()
-    if args.config is not None:
-        # A bad config is reported by the config check below, with the key and line.
-        with contextlib.suppress(ConfigError):
-            settings = load_settings(args.config)
-    models_dir = resolve_models_dir(args.models_dir or settings.models_dir)
+    args.config = config_path(args)
+    settings: Settings | None = None
+    # The settings the daemon would run with (profile included), so the devices
+    # checked are the ones it opens. A bad config is reported by the config check
+    # below, with the key and line.
+    with contextlib.suppress(ConfigError):
+        settings, _ = settings_and_models_dir(args)
+    models_dir = resolve_models_dir(args.models_dir or (settings or Settings()).models_dir)
     findings = run_checks(settings, models_dir, config_path=args.config)
     print(format_findings(findings))
     return exit_code(findings)
@@ -68,6 +76,17 @@ def cmd_service_install(args: argparse.Namespace) -> int:
     from voiced.service.install import install
 
     install(args.user, dry_run=args.dry_run, profile=args.profile)
+    return 0
+
+
+def cmd_service_reload(args: argparse.Namespace) -> int:
+    from voiced.service.install import InstallError, RunCommand
+
+    systemctl = ("systemctl", "--user") if args.user else ("systemctl",)
+    try:
+        RunCommand((*systemctl, "reload", "voiced.service"))()
+    except InstallError as err:
+        raise InstallError(err.message, fix="is it running? systemctl status voiced") from err
     return 0
 
 

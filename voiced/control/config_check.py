@@ -11,9 +11,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from voiced.audio.devices import device_of, is_device_spec
 from voiced.control.hooks import load_hook
 from voiced.control.http_api import check_bind, parse_listen
-from voiced.errors import ConfigError
+from voiced.errors import ConfigError, VoicedError
 from voiced.intents.user import TableError, load_user_intent
 from voiced.settings import load_settings
 
@@ -48,7 +49,25 @@ def check_config(path: Path | str) -> list[str]:
                 raise _needs_broker("hook", index, table)
         except TableError as err:
             problems.append(locator.render(err))
-    problems += _check_http(settings.http.listen, settings.http.token, locator)
+    has_token = bool(settings.http.token or settings.http.token_file)
+    problems += _check_http(settings.http.listen, has_token, locator)
+    problems += _check_audio(settings.audio.input, settings.audio.output, locator)
+    return problems
+
+
+def _check_audio(input_spec: str | None, output_spec: str | None,
+                 locator: TableLocator) -> list[str]:  # fmt: skip
+    """The device syntax the daemon will use (the device itself is voiced doctor's)."""
+    problems = []
+    for key, spec in (("input", input_spec), ("output", output_spec)):
+        if spec is None or not is_device_spec(spec):
+            continue
+        try:
+            device_of(spec)
+        except VoicedError as err:
+            where = locator.key_line("audio", key)
+            problems.append(ConfigError(f"{where}: audio.{key}: {err.message}",
+                                        fix=err.fix).render())  # fmt: skip
     return problems
 
 
@@ -59,12 +78,12 @@ def _needs_broker(section: str, index: int, table: dict[str, Any]) -> TableError
                       "set mqtt.host, or use http (intents) or webhook (hooks)")  # fmt: skip
 
 
-def _check_http(listen: str | None, token: str | None, locator: TableLocator) -> list[str]:
-    if not listen:
+def _check_http(listen: str | None, has_token: bool, locator: TableLocator) -> list[str]:
+    if not listen or listen.startswith("unix:"):
         return []
     try:
         host, _ = parse_listen(listen)
-        check_bind(host, token or None)
+        check_bind(host, "set" if has_token else None)
     except ConfigError as err:
         where = locator.key_line("http", "listen")
         return [ConfigError(f"{where}: {err.message}", fix=err.fix).render()]

@@ -21,6 +21,10 @@ class Topics:
 
     device_id: str
     discovery_prefix: str = "homeassistant"
+    commands: tuple[str, ...] = ("mute", "stop")
+    """The commands the bridge takes; discovery offers only their entities."""
+    transcripts: bool = True
+    """Whether transcripts are published (else no "Last transcript" sensor)."""
 
     @property
     def base(self) -> str:
@@ -51,7 +55,8 @@ class Topics:
 
 def discovery_configs(topics: Topics) -> dict[str, str]:
     """Discovery topic -> JSON config, for the assist-state sensor, the
-    last-transcript sensor, the mute switch and the "say" text entity."""
+    last-transcript sensor, the mute switch and the "say" text entity (these two
+    only when their command is allowed)."""
     node = f"voiced_{topics.device_id}"
     common: dict[str, Any] = {
         "availability_topic": topics.availability,
@@ -95,8 +100,14 @@ def discovery_configs(topics: Topics) -> dict[str, str]:
             "icon": "mdi:bullhorn",
         },
     }
+    wanted = {("switch", "mute"): "mute", ("text", "say"): "say"}
     configs = {}
     for (component, object_id), entity in entities.items():
+        command = wanted.get((component, object_id))
+        if command is not None and command not in topics.commands:
+            continue
+        if object_id == "transcript" and not topics.transcripts:
+            continue
         topic = f"{topics.discovery_prefix}/{component}/{node}/{object_id}/config"
         body = {**entity, "unique_id": f"{node}_{object_id}"}
         configs[topic] = json.dumps({**body, **common}, sort_keys=True)

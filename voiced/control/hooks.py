@@ -10,10 +10,19 @@ fields fill ``{field}`` and arrive as ``VOICED_EVENT`` and ``VOICED_<FIELD>``
 environment variables), ``webhook = { url, method }`` (the event as the JSON
 body) or ``mqtt = { topic, payload }`` (payload default: the event as JSON).
 
-Hooks run as background tasks, a few at a time; a failing, crashing or hanging
-hook (its whole process group is killed at ``timeout_s``) is logged, rate
-limited, and never holds up the voice path: the runner reads the bus through
-its own bounded queue, which drops the oldest events when hooks fall behind.
+A command gets a minimal environment (PATH, HOME, locale, the session bus: see
+HOOK_ENV) and the VOICED_ variables, never the daemon's own (NOTIFY_SOCKET would
+let it tell systemd the daemon is ready or alive; CREDENTIALS_DIRECTORY names
+its secrets). A spoken word cannot become an option: an argument that *starts*
+with a field (``"{text}"``) and is not after ``--`` refuses a value starting
+with ``-`` ("--help", "-rf"); write ``"heard: {text}"`` or put ``"--"`` first.
+
+Hooks run as background tasks: each hook one run at a time, with at most
+PER_HOOK_WAITING more waiting (then dropped), so one slow hook never holds up
+the others; a failing, crashing or hanging hook (its whole process group is
+killed at ``timeout_s``) is logged, rate limited, and never holds up the voice
+path: the runner reads the bus through its own bounded queue, which drops the
+oldest events when hooks fall behind.
 """
 
 from __future__ import annotations
@@ -42,8 +51,13 @@ from voiced.user_tables import Publisher, TableError, topic_value
 _LOGGER = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 3600.0
-MAX_CONCURRENT = 4
+PER_HOOK_WAITING = 4
+"""Runs of one hook that may wait while it is still running; more are dropped."""
 MAX_PENDING = 32
+HOOK_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "XDG_RUNTIME_DIR",
+            "DBUS_SESSION_BUS_ADDRESS")  # fmt: skip
+"""The daemon's environment variables a command hook inherits (the rest stay private)."""
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 STDERR_TAIL_BYTES = 1024
 ALIASES: dict[str, EventType] = {
     "wake": EventType.WAKE_WORD_END,
@@ -160,7 +174,35 @@ def _with_command(hook: Hook, value: object, error: _Error) -> Hook:
                     'e.g. command = ["logger", "-t", "voiced", "heard: {text}"]')  # fmt: skip
     if not value[0] or "\x00" in "".join(value):
         raise error("command", "must name a program first and hold no NUL characters")
+    if "{" in value[0]:
+        raise error("command", "must name its program literally, not from an event field")
     return _replace(hook, command=tuple(value))
+
+
+def command_argv(template: Sequence[str], fields: Mapping[str, str]) -> list[str]:
+    """``template`` filled; HookFailed when a field would start an option: an argument
+    that begins with a placeholder, before any ``--``, filled with ``-...``."""
+    argv = [template[0]]
+    options_end = False
+    for arg in template[1:]:
+        value = fill(arg, fields)
+        if not options_end and arg.startswith("{") and value.startswith("-"):
+            raise HookFailed(f"{value[:40]!r} from an event field would be taken as an "
+                             f"option of {template[0]}; put \"--\" before {arg!r} in the "
+                             "command, or text before the placeholder")  # fmt: skip
+        options_end = options_end or arg == "--"
+        argv.append(value)
+    return argv
+
+
+def hook_env(
+    extra_env: Mapping[str, str], environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The minimal environment of a command hook, plus ``extra_env``."""
+    source = os.environ if environ is None else environ
+    env = {name: source[name] for name in HOOK_ENV if name in source}
+    env.setdefault("PATH", DEFAULT_PATH)
+    return {**env, **extra_env}
 
 
 def _with_webhook(hook: Hook, value: object, error: _Error) -> Hook:
@@ -211,14 +253,17 @@ class HookRunner:
 
     def __init__(
         self, hooks: Sequence[Hook], bus: EventBus, *, publisher: Publisher | None = None,
-        max_concurrent: int = MAX_CONCURRENT, max_pending: int = MAX_PENDING,
+        per_hook_waiting: int = PER_HOOK_WAITING, max_pending: int = MAX_PENDING,
     ) -> None:  # fmt: skip
         self.hooks = list(hooks)
         self.bus = bus
         self.publisher = publisher
         self.max_pending = max_pending
+        self.per_hook_waiting = per_hook_waiting
         self.stats = HookStats()
-        self._semaphore = asyncio.Semaphore(max_concurrent)
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._queued: dict[int, int] = {}
+        """hook index -> runs started or waiting."""
         self._queue: asyncio.Queue[Event] | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -247,39 +292,57 @@ class HookRunner:
                 if hook.wants(event):
                     self._spawn(hook, event)
 
+    def replace_hooks(self, hooks: Sequence[Hook]) -> None:
+        """New hooks (a reload) for the events to come; runs under way finish."""
+        self.hooks = list(hooks)
+        self._locks.clear()
+        self._queued.clear()
+        if self._dispatcher is None:
+            self.start()
+
     def _spawn(self, hook: Hook, event: Event) -> None:
-        if len(self._tasks) >= self.max_pending:
+        queued = self._queued.get(hook.index, 0)
+        if len(self._tasks) >= self.max_pending or queued > self.per_hook_waiting:
             self.stats.dropped += 1
             self._log.warning("dropped", "hooks are falling behind: %s skipped for %s",
                               hook.label, event.type.value)  # fmt: skip
             return
-        task = asyncio.create_task(self._run(hook, event))
+        self._queued[hook.index] = queued + 1
+        lock = self._locks.setdefault(hook.index, asyncio.Lock())
+        task = asyncio.create_task(self._run(hook, event, lock))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, hook: Hook, event: Event) -> None:
-        async with self._semaphore:
-            try:
-                await self._run_one(hook, event)
-                self.stats.succeeded += 1
-            except TimeoutError:
-                self.stats.timed_out += 1
-                self._log.warning(f"hook{hook.index}", "%s timed out after %.1f s and was killed",
-                                  hook.label, hook.timeout_s)  # fmt: skip
-            except (HookFailed, OSError, ValueError, aiohttp.ClientError) as err:
-                self.stats.failed += 1
-                self._log.warning(f"hook{hook.index}", "%s failed: %s", hook.label, err)
-            except Exception as err:  # a hook is peripheral: whatever it does, go on
-                self.stats.failed += 1
-                self._log.warning(f"hook{hook.index}", "%s crashed: %r", hook.label, err)
-            finally:
-                self.stats.by_hook[hook.index] = self.stats.by_hook.get(hook.index, 0) + 1
+    async def _run(self, hook: Hook, event: Event, lock: asyncio.Lock) -> None:
+        try:
+            async with lock:
+                await self._run_locked(hook, event)
+        finally:
+            if self._locks.get(hook.index) is lock:
+                self._queued[hook.index] = max(0, self._queued.get(hook.index, 1) - 1)
+
+    async def _run_locked(self, hook: Hook, event: Event) -> None:
+        try:
+            await self._run_one(hook, event)
+            self.stats.succeeded += 1
+        except TimeoutError:
+            self.stats.timed_out += 1
+            self._log.warning(f"hook{hook.index}", "%s timed out after %.1f s and was killed",
+                              hook.label, hook.timeout_s)  # fmt: skip
+        except (HookFailed, OSError, ValueError, aiohttp.ClientError) as err:
+            self.stats.failed += 1
+            self._log.warning(f"hook{hook.index}", "%s failed: %s", hook.label, err)
+        except Exception as err:  # a hook is peripheral: whatever it does, go on
+            self.stats.failed += 1
+            self._log.warning(f"hook{hook.index}", "%s crashed: %r", hook.label, err)
+        finally:
+            self.stats.by_hook[hook.index] = self.stats.by_hook.get(hook.index, 0) + 1
 
     async def _run_one(self, hook: Hook, event: Event) -> None:
         fields = event_fields(event)
         if hook.command is not None:
-            await run_command([fill(arg, fields) for arg in hook.command],
-                              event_env(event, fields), hook.timeout_s)  # fmt: skip
+            await run_command(command_argv(hook.command, fields), event_env(event, fields),
+                              hook.timeout_s)  # fmt: skip
         elif hook.webhook is not None:
             async with asyncio.timeout(hook.timeout_s):
                 await _call_webhook(*hook.webhook, event)
@@ -307,7 +370,7 @@ async def run_command(argv: Sequence[str], extra_env: Mapping[str, str], timeout
     """Run ``argv`` (no shell) in its own process group; killed whole at the timeout."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env={**os.environ, **extra_env}, start_new_session=True,
+        env=hook_env(extra_env), start_new_session=True,
     )  # fmt: skip
     try:
         async with asyncio.timeout(timeout_s):

@@ -3,9 +3,13 @@
 Runs in the daemon's event loop. Bound to 127.0.0.1 by default; binding any
 other address needs a token, and with a token every request but the static
 status page needs ``Authorization: Bearer <token>`` (compared in constant
-time). Without a token, browser requests from other origins are refused, so a
-web page cannot drive the assistant through the loopback port. Every error is
-a JSON body; the endpoints are described in openapi.py.
+time). Without a token, a request must name the server as ``localhost``,
+``127.0.0.1`` or ``[::1]`` on the bound port in its ``Host`` header (else 421):
+under DNS rebinding a web page's requests carry the attacker's host name, and
+same-origin GETs carry no ``Origin`` at all. Browser requests whose ``Origin``
+names another site are refused too (403). Every response carries security
+headers (a CSP built from the status page's own inline code, no framing, no
+referrer). Every error is a JSON body; the endpoints are described in openapi.py.
 
 ``ask`` while a turn is in progress answers 409 busy rather than queueing, so a
 caller never waits unboundedly; ``say`` is queued, up to 8 waiting, then 429.
@@ -14,10 +18,14 @@ caller never waits unboundedly; ``say`` is queued, up to 8 waiting, then 429.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
 import hmac
 import ipaddress
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,7 +36,8 @@ from aiohttp import web
 from voiced.control.metrics import Metrics, stage_times_ms
 from voiced.control.openapi import openapi_document
 from voiced.control.readiness import ReadinessMonitor
-from voiced.control.surface import MAX_TEXT_CHARS, AssistantSurface, snapshot
+from voiced.control.surface import MAX_SSE_CLIENTS, MAX_TEXT_CHARS, AssistantSurface, snapshot
+from voiced.credentials import secret_value
 from voiced.errors import ConfigError, VoicedError
 from voiced.pipeline.events import Event, EventType
 from voiced.pipeline.state import State
@@ -42,6 +51,8 @@ MAX_BODY_BYTES = 64 * 1024
 SAY_QUEUE_LEN = 8
 HEARTBEAT_S = 15.0
 SSE_POLL_S = 0.5
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+"""The names a token-less request may give in ``Host`` (with the bound port)."""
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATIC_DIR = Path(__file__).with_name("static")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -110,34 +121,81 @@ async def start_http(
     assistant: AssistantSurface, settings: HttpSettings, *, host: str | None = None,
     port: int | None = None, metrics: Metrics | None = None,
 ) -> HttpServer:  # fmt: skip
-    """Serve the API; host/port override ``settings.listen`` (default 127.0.0.1:8765)."""
+    """Serve the API; host/port override ``settings.listen`` (default 127.0.0.1:8765).
+
+    ``listen = "unix:/run/voiced/api.sock"`` serves on a Unix socket (mode 0660)
+    instead: no browser can reach one, so no Host check and no token are needed.
+    """
+    token = http_token(settings)
+    if settings.listen and settings.listen.startswith("unix:") and host is None:
+        return await _start_unix(assistant, settings.listen[5:], token, metrics)
     listen_host, listen_port = parse_listen(settings.listen) if settings.listen else (None, None)
     host = host or listen_host or DEFAULT_HOST
     port = port if port is not None else listen_port if listen_port is not None else DEFAULT_PORT
-    token = settings.token or None
     check_bind(host, token)
     api = _Api(assistant, token, metrics)
-    runner = web.AppRunner(api.app, access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError as err:
-        await runner.cleanup()
-        raise ConfigError(f"the HTTP API cannot listen on {host}:{port}: {err}") from err
-    api.start()
+    runner = await _run(api, lambda r: web.TCPSite(r, host, port), f"{host}:{port}")
     bound = int(runner.addresses[0][1]) if runner.addresses else port
+    api.port = bound
+    api.start()
     _LOGGER.info("HTTP API on http://%s:%d/", host, bound)
     return HttpServer(runner, api, host, bound)
 
 
+def http_token(settings: HttpSettings) -> str | None:
+    """``token``, else ``token_file``, else the ``http_token`` systemd credential."""
+    return secret_value(settings.token, settings.token_file, "http.token_file", "http_token")
+
+
+async def _start_unix(
+    assistant: AssistantSurface, path: str, token: str | None, metrics: Metrics | None
+) -> HttpServer:
+    if not path.startswith("/") or "\x00" in path or len(path.encode()) > 100:
+        raise ConfigError(f"http.listen unix:{path[:120]!r} needs an absolute socket path",
+                          fix='e.g. "unix:/run/voiced/api.sock"')  # fmt: skip
+    api = _Api(assistant, token, metrics, check_host=False)
+    _remove_stale_socket(Path(path))
+    runner = await _run(api, lambda r: web.UnixSite(r, path), f"unix:{path}")
+    _owner_and_group_only(Path(path))
+    api.start()
+    _LOGGER.info("HTTP API on unix:%s", path)
+    return HttpServer(runner, api, f"unix:{path}", 0)
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """A socket left by a killed run would make the bind fail; nothing else is removed."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_socket():
+            path.unlink()
+
+
+def _owner_and_group_only(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.chmod(0o660)
+
+
+async def _run(
+    api: _Api, site: Callable[[web.AppRunner], web.BaseSite], where: str
+) -> web.AppRunner:
+    runner = web.AppRunner(api.app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        await site(runner).start()
+    except OSError as err:
+        await runner.cleanup()
+        raise ConfigError(f"the HTTP API cannot listen on {where}: {err}") from err
+    return runner
+
+
 class _Api:
     def __init__(
-        self, assistant: AssistantSurface, token: str | None, metrics: Metrics | None
-    ) -> None:
+        self, assistant: AssistantSurface, token: str | None, metrics: Metrics | None,
+        *, check_host: bool = True,
+    ) -> None:  # fmt: skip
         self.assistant = assistant
         self.token = token
         self.loopback_only = token is None
+        self.check_host = check_host and token is None
         self.started = time.monotonic()
         self.metrics = metrics or Metrics()
         if metrics is None:
@@ -146,7 +204,11 @@ class _Api:
         self.says_waiting = 0
         self.asking = False
         self.closed = False
+        self.port = 0
+        """The bound port, set once listening; the only port a Host header may name."""
+        self.streams = 0
         self.index_html = (STATIC_DIR / "index.html").read_bytes()
+        self.headers = security_headers(self.index_html.decode("utf-8"))
         self.openapi = json.dumps(openapi_document()).encode()
         assistant.bus.add_listener(self._on_event)
         assistant.on_turn_done.append(self._on_turn)
@@ -168,7 +230,12 @@ class _Api:
         get("/api/events", self.events, allow_head=False)  # a stream has no HEAD
         get("/metrics", self.metrics_text)
         get("/openapi.json", self.openapi_json)
+        app.on_response_prepare.append(self._add_headers)
         return app
+
+    async def _add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        for name, value in self.headers.items():
+            response.headers.setdefault(name, value)
 
     def start(self) -> None:
         self.readiness.start()
@@ -197,6 +264,9 @@ class _Api:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        if self.check_host and not host_allowed(request.headers.get("Host"), self.port):
+            return _error(421, "misdirected_request", "without a token the API answers only "
+                          f"to Host: localhost:{self.port} or 127.0.0.1:{self.port}")  # fmt: skip
         if self.token is not None and not (request.method == "GET" and request.path == "/"):
             header = request.headers.get("Authorization", "")
             expected = f"Bearer {self.token}".encode()
@@ -307,6 +377,16 @@ class _Api:
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: a ``state`` snapshot, then every bus event."""
+        if self.streams >= MAX_SSE_CLIENTS:
+            return _error(503, "too_many_streams", f"{MAX_SSE_CLIENTS} event streams are open "
+                          "already; close one", **{"Retry-After": "5"})  # fmt: skip
+        self.streams += 1
+        try:
+            return await self._stream(request)
+        finally:
+            self.streams -= 1
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
         queue = self.assistant.bus.subscribe()
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
@@ -336,6 +416,44 @@ class _Api:
 def _gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
+
+
+def host_allowed(host: str | None, port: int) -> bool:
+    """True for ``localhost``, ``127.0.0.1`` or ``[::1]`` with ``port`` (no port: 80)."""
+    text = (host or "").strip().lower()
+    if text.startswith("["):
+        name, _, rest = text.partition("]")
+        name += "]"
+    else:
+        name, _, rest = text.partition(":")
+        rest = ":" + rest if rest or text.endswith(":") else ""
+    if rest and not (rest.startswith(":") and rest[1:].isdigit() and len(rest) <= 6):
+        return False
+    return name in LOOPBACK_NAMES and (int(rest[1:]) if rest else 80) == port
+
+
+_INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
+
+
+def security_headers(page: str) -> dict[str, str]:
+    """Headers for every response: the page may run only its own inline script and
+    style (by hash), talk only to this server, and never be framed."""
+    hashes: dict[str, list[str]] = {"script": [], "style": []}
+    for kind, body in _INLINE.findall(page):
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        hashes[kind].append(f"'sha256-{digest}'")
+    script, style = (" ".join(hashes[kind]) or "'none'" for kind in ("script", "style"))
+    csp = (
+        f"default-src 'none'; connect-src 'self'; img-src 'self' data:; script-src {script}; "
+        f"style-src {style}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return {
+        "Content-Security-Policy": csp,
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
 
 
 def _same_origin(request: web.Request) -> bool:

@@ -7,6 +7,12 @@ the voice path never waits for it. Everything sent goes through a bounded queue
 are dropped and the retained state is re-published on reconnect. ``run()``
 reconnects with exponential backoff (1 s to 30 s, jittered), logging an outage
 once and its end once. Every incoming payload is hostile until checked.
+
+Anyone who can publish on the broker can command the assistant, and home
+brokers are often anonymous, so only the commands in ``[mqtt] commands`` are
+subscribed to (default: mute and stop, which Home Assistant's mute switch and
+nothing dangerous need), and a retained command is never run: it would be
+replayed on every reconnect. Lock the broker down too (README: broker ACL).
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiomqtt
 
 from voiced.control.discovery import Topics, discovery_configs
 from voiced.control.hooks import short_names
 from voiced.control.surface import MAX_TEXT_CHARS, AssistantSurface, snapshot
+from voiced.credentials import secret_value
 from voiced.errors import ConfigError, VoicedError
 from voiced.pipeline.events import Event, EventType
 from voiced.pipeline.state import State
@@ -42,13 +50,35 @@ PUBLISH_TIMEOUT_S = 10.0
 STABLE_CONNECTION_S = 30.0
 """A connection that lasted this long resets the backoff."""
 COMMANDS = ("say", "ask", "listen", "stop", "mute")
+PERSONAL_EVENTS = frozenset({"transcript", "reply", "intent"})
+"""Events that carry what was said; published only with ``[mqtt] transcripts``."""
 
 
-def device_id_for(settings: MqttSettings, hostname: str | None = None) -> str:
-    """settings.device_id, else the host name, as [a-z0-9_-] (safe in any topic)."""
-    raw = settings.device_id or hostname or socket.gethostname()
+MACHINE_ID = Path("/etc/machine-id")
+
+
+def device_id_for(
+    settings: MqttSettings, hostname: str | None = None, machine_id: Path = MACHINE_ID
+) -> str:
+    """settings.device_id, else the host name and the first 8 hex digits of
+    /etc/machine-id (two boards both called raspberrypi must not share topics and
+    Home Assistant unique ids), as [a-z0-9_-] (safe in any topic)."""
+    if settings.device_id:
+        raw = settings.device_id
+    else:
+        raw = hostname or socket.gethostname()
+        suffix = _machine_suffix(machine_id)
+        raw = f"{raw[:55]}_{suffix}" if suffix else raw
     cleaned = re.sub(r"[^a-z0-9_-]+", "_", raw.lower()).strip("_-")[:64]
     return cleaned or "voiced"
+
+
+def _machine_suffix(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")[:64].strip().lower()
+    except OSError:
+        return ""
+    return text[:8] if re.fullmatch(r"[0-9a-f]{32}", text) else ""
 
 
 HOLD_S = 60.0
@@ -137,13 +167,17 @@ class MqttBridge:
         self.assistant = assistant
         self.settings = settings
         self.publisher = publisher or MqttPublisher()
-        self.topics = Topics(device_id_for(settings), settings.discovery_prefix)
+        self.password = secret_value(settings.password, settings.password_file,
+                                     "mqtt.password_file", "mqtt_password")  # fmt: skip
+        self.commands = tuple(name for name in COMMANDS if name in settings.commands)
+        self.topics = Topics(device_id_for(settings), settings.discovery_prefix, self.commands,
+                             transcripts=settings.transcripts)  # fmt: skip
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.reconnects = 0
         self.connections = 0
         self.ignored = 0
-        """Incoming payloads ignored as malformed (for tests and logs)."""
+        """Incoming payloads ignored as malformed or retained (for tests and logs)."""
         self._failures = 0
         self._down_since: float | None = None
         self._asking = False
@@ -184,7 +218,7 @@ class MqttBridge:
         tls = ssl.create_default_context(cafile=settings.ca_file) if settings.tls else None
         return aiomqtt.Client(
             settings.host or "", settings.port, username=settings.username,
-            password=settings.password, identifier=f"voiced-{self.topics.device_id}",
+            password=self.password, identifier=f"voiced-{self.topics.device_id}",
             will=aiomqtt.Will(self.topics.availability, "offline", qos=1, retain=True),
             keepalive=30, timeout=PUBLISH_TIMEOUT_S, tls_context=tls,
             max_queued_incoming_messages=INBOX_LEN,
@@ -195,7 +229,7 @@ class MqttBridge:
             self._came_up()
             try:
                 await self._announce(client)
-                subscriptions = [(self.topics.command(name), 1) for name in COMMANDS]
+                subscriptions = [(self.topics.command(name), 1) for name in self.commands]
                 await client.subscribe([*subscriptions, (self.topics.ha_status, 1)])
                 await self._serve(client)
             except asyncio.CancelledError:
@@ -274,6 +308,8 @@ class MqttBridge:
         if event.type in (EventType.STATE_CHANGED, EventType.MUTED):
             self.publisher.offer(Outgoing(self.topics.state, self._state_json(), 1, True))
         for name in short_names(event):
+            if name in PERSONAL_EVENTS and not self.settings.transcripts:
+                continue
             body = {**event.data, "type": event.type.value, "timestamp": event.wall_time_s}
             payload = json.dumps(body, ensure_ascii=False, default=str)
             self.publisher.offer(Outgoing(self.topics.event(name), payload, 0, False))
@@ -283,18 +319,29 @@ class MqttBridge:
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             try:
-                await self._handle(client, message.topic.value, message.payload)
+                await self._handle(client, message.topic.value, message.payload,
+                                   retained=bool(message.retain))  # fmt: skip
             except aiomqtt.MqttError:
                 raise
             except Exception:  # a command must never end the loop
                 _LOGGER.exception("MQTT command on %s failed", message.topic.value)
 
-    async def _handle(self, client: aiomqtt.Client, topic: str, payload: object) -> None:
+    async def _handle(
+        self, client: aiomqtt.Client, topic: str, payload: object, *, retained: bool = False
+    ) -> None:
         if topic == self.topics.ha_status:
             if payload in (b"online", "online"):
                 await self._publish_discovery(client)
             return
         command = topic.removeprefix(self.topics.base)
+        if command not in self.commands:
+            return  # not subscribed; a broker may still deliver it (overlapping ACLs)
+        if retained:
+            self.ignored += 1
+            self._log.warning(f"retained-{command}", "MQTT %s: ignored a retained command "
+                              "(it would be replayed on every reconnect); clear it with "
+                              "mosquitto_pub -r -n -t %s", command, topic)  # fmt: skip
+            return
         text = self._payload_text(command, payload)
         if text is None:
             return

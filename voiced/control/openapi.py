@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import voiced
-from voiced.control.surface import MAX_TEXT_CHARS
+from voiced.control.surface import MAX_SSE_CLIENTS, MAX_TEXT_CHARS
 
 _REF = "#/components/schemas/"
 _ERROR_CODES = {
@@ -18,6 +18,8 @@ _ERROR_CODES = {
     "403": "A browser request from another origin.",
     "405": "Wrong method for this path.",
     "413": "Body over 64 KiB, or text over the limit.",
+    "421": "Without a token: the Host header is not localhost, 127.0.0.1 or [::1] on this "
+    "port (DNS rebinding).",
 }
 
 
@@ -31,7 +33,7 @@ def _answer(text: str, schema: str | dict[str, Any] | None = None) -> dict[str, 
 
 
 def _errors(*codes: str) -> dict[str, Any]:
-    wanted = ("401", "403", "405", *codes)
+    wanted = ("401", "403", "405", "421", *codes)
     return {code: _answer(_ERROR_CODES[code], "Error") for code in wanted}
 
 
@@ -223,6 +225,7 @@ PATHS: dict[str, Any] = {
                     "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 }
             },
+            extra={"503": f"{MAX_SSE_CLIENTS} streams are open already (Retry-After: 5)."},
         )
     },
     "/metrics": {"get": _op("Prometheus metrics (text exposition format 0.0.4)", _PLAIN_TEXT)},

@@ -15,6 +15,8 @@ from voiced.pipeline.turn import TurnRecord
 
 MAX_TEXT_CHARS = 2000
 """The longest text accepted for say and ask, over HTTP and MQTT alike."""
+MAX_SSE_CLIENTS = 8
+"""HTTP event streams served at once; each is a queue the voice path's bus fills."""
 
 
 class _Paths(Protocol):

@@ -103,21 +103,22 @@ def load_engines(settings: Settings, models_dir: Path, roles: set[Role]) -> Engi
         futures = {role: pool.submit(loaders[role]) for role in roles}
         for role, future in futures.items():
             setattr(engines, role.value, future.result())
-    warm_up(engines, settings.slm.system_prompt)
+    warm_up(engines)
     return engines
 
 
-def warm_up(engines: Engines, system_prompt: str) -> None:
+def warm_up(engines: Engines) -> None:
     """Run each engine once so the first real turn does not pay for lazy setup
-    (CTranslate2 allocations, ONNX session warm-up, the SLM's system-prompt cache).
-    The replies worth having ready are the pipeline's to prepare (it knows the
-    intents; engines do not), in voiced.pipeline.clock_phrases."""
+    (CTranslate2 allocations, ONNX session warm-up). The replies worth having
+    ready are the pipeline's to prepare (it knows the intents; engines do not), in
+    voiced.pipeline.clock_phrases."""
     if engines.asr is not None:
         engines.asr.transcribe(bytes(16_000 * 2))
     if engines.tts is not None:
         engines.tts.synthesize_all("Ready.")
-    if engines.slm is not None:
-        engines.slm.reply(system_prompt, [{"role": "user", "content": "Hi"}], max_tokens=2)
+    # The language model is warmed by the Responder with the prompt it will use:
+    # CTranslate2 keeps every static prompt it has seen (about 14 MB each for the
+    # 0.5B model, never freed), so priming another one here would only cost memory.
 
 
 def make_wake_detector(settings: Settings, paths: ModelPaths) -> WakeWordDetector:

@@ -31,6 +31,8 @@ from typing import Any
 
 import aiohttp
 
+from voiced.credentials import read_secret
+from voiced.errors import ConfigError
 from voiced.intents.base import AssistantControls, IntentMatch
 from voiced.intents.normalize import normalize
 from voiced.intents.template import fill, fill_json, json_strings, placeholders
@@ -321,9 +323,34 @@ def _load_http(value: object, error: _Error) -> HttpAction:
             "http.json", "must hold only strings, numbers, booleans, lists and tables"
         ) from err
     headers = value.get("headers", {})
-    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+    if not isinstance(headers, dict):
         raise error("http.headers", "must be a table of strings")
-    return HttpAction(url, method.upper(), body, dict(headers))
+    return HttpAction(url, method.upper(), body, _header_values(headers, error))
+
+
+def _header_values(headers: dict[str, Any], error: _Error) -> dict[str, str]:
+    """Header values as strings, or as ``{ file = "ha_token", prefix = "Bearer " }``:
+    a secret (a Home Assistant token) read from a root-only file or a systemd
+    credential, so that it never sits in the world-readable config."""
+    resolved: dict[str, str] = {}
+    for name, raw in headers.items():
+        key = f"http.headers.{name}"
+        if isinstance(raw, str):
+            resolved[str(name)] = raw
+            continue
+        if not isinstance(raw, dict) or set(raw) - {"file", "prefix"} or "file" not in raw:
+            raise error(key, 'must be a string or { file = "...", prefix = "Bearer " }')
+        file, prefix = raw["file"], raw.get("prefix", "")
+        if not isinstance(file, str) or not isinstance(prefix, str):
+            raise error(key, "`file` and `prefix` must be strings")
+        try:
+            secret = read_secret(file, key)
+        except ConfigError as err:
+            raise error(key, err.message, err.fix) from err
+        if not secret:
+            raise error(key, f"{file} is empty", "put the secret in the file")
+        resolved[str(name)] = prefix + secret
+    return resolved
 
 
 def _no_unknown(value: Mapping[str, Any], known: frozenset[str], key: str, error: _Error) -> None:

@@ -16,7 +16,7 @@ from voiced.intents.base import IntentHandler, IntentMatch, WorldView
 from voiced.intents.normalize import normalize
 from voiced.intents.unsupported import UnsupportedActions
 from voiced.pipeline.conversation import Conversation
-from voiced.pipeline.model_prompt import clock_message, system_prompt
+from voiced.pipeline.model_prompt import clock_message, mentions_time, system_prompt
 from voiced.settings import SlmSettings
 
 Remember = Callable[[Callable[[], None]], None]
@@ -60,8 +60,9 @@ class Responder:
         # Last, before the model: device commands nothing is set up for get a true
         # "I can't" instead of a model reply that might claim it acted.
         self.handlers = [*handlers, UnsupportedActions()]
-        self.system_prompt = system_prompt(settings.system_prompt, self.handlers)
-        """Fixed for the process, so the model computes its state once (static_prompt)."""
+        self.system_prompt = ""
+        """Fixed until the intents change, so the model computes its state once
+        (static_prompt); see refresh_prompt."""
         self.slm = slm
         self.settings = settings
         self.view = view
@@ -71,10 +72,19 @@ class Responder:
                          idle_reset_s=settings.memory_idle_reset_s)
             if slm else None
         )  # fmt: skip
-        if slm is not None and settings.enabled:
-            # The model's state after this prompt is computed once and cached; do it
+        self.refresh_prompt()
+
+    def refresh_prompt(self) -> None:
+        """Tell the model what the handlers can do now (at start, and after a reload
+        swapped the user's intents), and warm its cached state for that prompt."""
+        prompt = system_prompt(self.settings.system_prompt, self.handlers)
+        if prompt == self.system_prompt:
+            return
+        self.system_prompt = prompt
+        if self.slm is not None and self.settings.enabled:
+            # The model's state after the prompt is computed once and cached; do it
             # now in the model's thread, not on the first question.
-            warm = executor.submit(slm.reply, self.system_prompt, [WARM_UP_MESSAGE], max_tokens=1)
+            warm = self.executor.submit(self.slm.reply, prompt, [WARM_UP_MESSAGE], max_tokens=1)
             warm.add_done_callback(_log_warm_up_failure)
 
     def match_intent(self, text: str) -> IntentMatch | None:
@@ -96,7 +106,8 @@ class Responder:
             return Response(found.intent, _once(found.reply), found, dict(found.slots))
         if self.slm is None or self.conversation is None or not self.settings.enabled:
             return Response(None, _once(FALLBACK_REPLY))
-        messages = [clock_message(), *self.conversation.messages_for(text, now_s)]
+        clock = [clock_message()] if mentions_time(text) else []
+        messages = [*clock, *self.conversation.messages_for(text, now_s)]
         proceed = threading.Event()
         proceed.set()
         deltas = self._stream_slm(text, messages, now_s, proceed, remember)

@@ -62,14 +62,17 @@ def run_checks(
 ) -> list[Finding]:
     """Every check, in the order a user fixes things: config, Python, machine, models, audio.
 
-    With ``config_path`` the file is loaded (a bad key or type is a ``fail``
-    naming the key and line) and, when valid, its settings are used;
-    otherwise ``settings`` (default: the defaults).
+    With ``config_path`` the file is checked (a bad key or type is a ``fail``
+    naming the key and line). The settings checked are ``settings`` (``voiced
+    doctor`` passes the daemon's own: the config over the hardware profile), else
+    the file's, else the defaults.
     """
     findings: list[Finding] = []
     config_finding, loaded = check_config_file(config_path)
     findings.append(config_finding)
-    settings = loaded or settings or Settings()
+    if config_path is not None and loaded is not None:
+        findings.append(check_secrets(config_path, loaded))
+    settings = settings or loaded or Settings()
     checks: list[tuple[str, Callable[[], Iterable[Finding]]]] = [
         ("python", lambda: [check_python()]),
         ("cpu", lambda: [check_cpu()]),
@@ -126,6 +129,25 @@ def check_config_file(path: Path | None) -> tuple[Finding, Settings | None]:
         first_lines = (p.splitlines()[0].removeprefix("error[config]: ") for p in problems)
         return _fail("config", "; ".join(first_lines), fix), None
     return _ok("config", f"{path} is valid"), settings
+
+
+def check_secrets(path: Path, settings: Settings) -> Finding:
+    """No secret in a config that other users can read (the system service's must
+    stay world-readable): tokens and passwords belong in root-only files."""
+    pairs = (("http.token", settings.http.token), ("mqtt.password", settings.mqtt.password))
+    inline = [key for key, value in pairs if value]
+    try:
+        readable = bool(path.stat().st_mode & 0o004)
+    except OSError:
+        readable = False
+    if inline and readable:
+        return _warn(
+            "secrets", f"{' and '.join(inline)} sit in {path}, which every user can read",
+            "move each into a root-only file: sudo install -m 600 /dev/stdin "
+            "/etc/voiced/credentials/http_token (or mqtt_password), and delete the key; the "
+            "system unit loads that directory as systemd credentials",
+        )  # fmt: skip
+    return _ok("secrets", "none in the config" if not inline else f"{path} is not world-readable")
 
 
 def _config_checker() -> Callable[[Path], list[str]]:
@@ -379,7 +401,20 @@ def _running_for_user(proc: Path, names: Iterable[str]) -> set[str]:
 
 def check_audio_devices(settings: Settings) -> list[Finding]:
     """The configured (or default) input and output can be found and accept a format."""
-    from voiced.audio.devices import Direction, find_device, list_devices, load_sounddevice
+    from voiced.audio.devices import (
+        Direction,
+        device_of,
+        find_device,
+        is_device_spec,
+        list_devices,
+        load_sounddevice,
+    )
+
+    wanted: tuple[tuple[Direction, str | None], ...] = (
+        ("input", settings.audio.input), ("output", settings.audio.output),
+    )  # fmt: skip
+    if not any(is_device_spec(spec) for _, spec in wanted):
+        return [_ok(f"audio {d}", f"{spec} (not a sound card)") for d, spec in wanted]
 
     try:
         sd = load_sounddevice()
@@ -390,13 +425,13 @@ def check_audio_devices(settings: Settings) -> list[Finding]:
         detail = "PortAudio finds no sound devices (fine on a server fed with files)"
         return [_warn("audio devices", detail, _NO_SOUND_FIX)]
     findings: list[Finding] = []
-    wanted: tuple[tuple[Direction, str | None], ...] = (
-        ("input", settings.audio.input), ("output", settings.audio.output),
-    )  # fmt: skip
     for direction, spec in wanted:
         name = f"audio {direction}"
+        if not is_device_spec(spec):
+            findings.append(_ok(name, f"{spec} (not a sound card)"))
+            continue
         try:
-            info = find_device(spec, direction)
+            info = find_device(device_of(spec), direction)
             check = sd.check_input_settings if direction == "input" else sd.check_output_settings
             check(device=info.index, samplerate=info.default_samplerate_hz, channels=1)
         except VoicedError as err:

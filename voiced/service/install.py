@@ -8,7 +8,8 @@ path is rewritten to the venv being installed from.
 System mode (appliances, raw ALSA, needs root)::
 
     /etc/systemd/system/voiced.service      (+ voiced.service.d/jetson.conf)
-    /etc/voiced/voiced.toml                 (only when absent)
+    /etc/voiced/voiced.toml                 (only when absent; world-readable, no secrets)
+    /etc/voiced/credentials/                (0700: http_token, mqtt_password files)
     /var/lib/voiced/models                  (voiced models prepare)
     systemctl daemon-reload; systemctl enable --now voiced.service
 
@@ -39,10 +40,12 @@ __all__ = [
     "InstallError",
     "InstallPaths",
     "InstallStep",
+    "MakeDirectory",
     "PrintHint",
     "RunCommand",
     "WriteFile",
     "apply",
+    "check_service_can_run",
     "default_venv_bin",
     "format_plan",
     "install",
@@ -105,6 +108,21 @@ class WriteFile:
 
 
 @dataclass(frozen=True, slots=True)
+class MakeDirectory:
+    """Create ``path`` with ``mode`` (kept as it is when it exists)."""
+
+    path: Path
+    mode: int = 0o700
+
+    def __call__(self) -> None:
+        try:
+            self.path.mkdir(mode=self.mode, parents=True, exist_ok=True)
+        except OSError as err:
+            raise InstallError(f"cannot create {self.path}: {err}",
+                               fix="run as root for a system install") from err  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class RunCommand:
     """Run a command, failing the installation when it fails."""
 
@@ -138,6 +156,8 @@ class InstallPaths:
     unit_dir: Path
     """Where voiced.service goes."""
     config_file: Path
+    credentials_dir: Path | None
+    """Root-only secrets the system unit loads (LoadCredential=); None for a user unit."""
     models_dir: Path
     """Must match VOICED_MODELS_DIR in the unit file."""
     systemctl: tuple[str, ...]
@@ -149,6 +169,7 @@ def system_paths(root: Path = Path("/")) -> InstallPaths:
     return InstallPaths(
         unit_dir=root / "etc/systemd/system",
         config_file=root / "etc/voiced/voiced.toml",
+        credentials_dir=root / "etc/voiced/credentials",
         # StateDirectory=voiced + VOICED_MODELS_DIR=%S/voiced/models
         models_dir=root / "var/lib/voiced/models",
         systemctl=("systemctl",),
@@ -163,6 +184,7 @@ def user_paths(home: Path | None = None, environ: Mapping[str, str] | None = Non
     return InstallPaths(
         unit_dir=config_home / "systemd/user",
         config_file=config_home / "voiced/voiced.toml",
+        credentials_dir=None,
         # VOICED_MODELS_DIR=%h/.local/share/voiced/models in voiced-user.service
         models_dir=home / ".local/share/voiced/models",
         systemctl=("systemctl", "--user"),
@@ -235,7 +257,9 @@ def plan_install(
     steps = _file_steps(user, executable, paths, source, jetson=jetson and not user)
     if prepare_models:
         models = str(paths.models_dir)
-        steps.append(_run(str(executable), "models", "prepare", "--models-dir", models))
+        # --config: the models the unit's config asks for (its slm.model tier, say)
+        steps.append(_run(str(executable), "models", "prepare", "--config",
+                          str(paths.config_file), "--models-dir", models))  # fmt: skip
     steps.append(_run(*paths.systemctl, "daemon-reload"))
     if enable:
         steps.append(_run(*paths.systemctl, "enable", "--now", UNIT_NAME))
@@ -274,7 +298,79 @@ def _file_steps(
             WriteFile(paths.config_file, _read(source / "voiced.example.toml"), overwrite=False),
         )
     )
+    if paths.credentials_dir is not None:
+        steps.append(
+            InstallStep(
+                f"create {paths.credentials_dir} (0700: root-only secrets, loaded by the "
+                "unit as systemd credentials)",
+                MakeDirectory(paths.credentials_dir),
+            )
+        )
     return steps
+
+
+HIDDEN_FROM_SERVICE = (
+    (Path("/home"), "ProtectHome=yes"),
+    (Path("/root"), "ProtectHome=yes"),
+    (Path("/run/user"), "ProtectHome=yes"),
+    (Path("/tmp"), "PrivateTmp=yes"),  # noqa: S108 (a place named, not a file made)
+    (Path("/var/tmp"), "PrivateTmp=yes"),  # noqa: S108
+)
+"""Where the hardened system unit cannot see: a venv (or its Python) there cannot start."""
+SERVICE_VENV = Path("/opt/voiced/venv")
+
+
+def check_service_can_run(executable: Path) -> None:
+    """UsageError naming the fix when the system unit could not run ``executable``:
+    the venv or the Python it links to is hidden by the sandbox (a clone under
+    /home, a pyenv Python under /root: 203/EXEC or an import error at start), or
+    not readable by the transient user DynamicUser= runs it as."""
+    venv = executable.parent.parent
+    python = executable.parent / "python"
+    candidates = [executable, python, *_shebang(executable)]
+    fix = (
+        f"install voiced where the service can run it, from a system Python:\n"
+        f"    sudo /usr/bin/python3 -m venv {SERVICE_VENV}\n"
+        f"    sudo {SERVICE_VENV}/bin/pip install /path/to/voiced   (the clone or the wheel)\n"
+        f"    sudo {SERVICE_VENV}/bin/voiced service install\n"
+        "  or install a user service instead: voiced service install --user"
+    )
+    for path in candidates:
+        exists = path.exists()
+        for real in (path.absolute(), *([path.resolve()] if exists else [])):
+            for hidden, why in HIDDEN_FROM_SERVICE:
+                if real == hidden or hidden in real.parents:
+                    raise UsageError(
+                        f"{real} (from the venv {venv}) is under {hidden}, which the "
+                        f"hardened system unit cannot see ({why})", fix=fix,
+                    )  # fmt: skip
+        problem = _unreadable_by_others(path.resolve()) if exists else None
+        if problem is not None:
+            raise UsageError(
+                f"{problem}: the service runs as a transient user (DynamicUser=yes)", fix=fix
+            )
+
+
+def _shebang(executable: Path) -> list[Path]:
+    try:
+        first = executable.read_bytes()[:512].split(b"\n", 1)[0]
+    except OSError:
+        return []
+    if not first.startswith(b"#!/"):
+        return []
+    return [Path(first[2:].split()[0].decode("utf-8", "replace"))]
+
+
+def _unreadable_by_others(path: Path) -> str | None:
+    try:
+        if path.stat().st_mode & 0o005 != 0o005:
+            return f"{path} is not readable and executable by other users"
+        for folder in path.parents:
+            if not folder.stat().st_mode & 0o001:
+                return f"{folder} is not searchable by other users"
+    except OSError as err:
+        return f"{path}: {err}"
+    return None
 
 
 def _run(*argv: str) -> InstallStep:
@@ -323,10 +419,21 @@ def install(
     jetson = False
     if name is not None and not user:
         jetson = "tegra" in (m.lower() for m in profiles.load_profile(name).match)
-    steps = plan_install(user, venv_bin or default_venv_bin(), jetson=jetson)
+    bin_dir = venv_bin or default_venv_bin()
+    steps = plan_install(user, bin_dir, jetson=jetson)
+    problem = None
+    if not user:
+        try:
+            check_service_can_run(bin_dir.absolute() / "voiced")
+        except UsageError as err:
+            problem = err
     if dry_run:
         echo("dry run; would:\n" + format_plan(steps))
+        if problem is not None:
+            echo("but would refuse to install:\n" + problem.render())
         return steps
+    if problem is not None:
+        raise problem
     if not user and os.geteuid() != 0:
         raise UsageError(
             "a system install needs root",

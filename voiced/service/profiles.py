@@ -292,6 +292,8 @@ def settings_overrides(profile: HardwareProfile) -> dict[str, Any]:
         audio["input"] = profile.audio.input_device
     if profile.audio.output_device not in (None, "default"):
         audio["output"] = profile.audio.output_device
+    if profile.audio.capture_sample_rate_hz is not None:
+        audio["capture_sample_rate_hz"] = profile.audio.capture_sample_rate_hz
     return {
         "asr": dataclasses.asdict(profile.asr),
         "slm": dataclasses.asdict(profile.slm),
