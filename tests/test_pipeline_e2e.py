@@ -132,8 +132,10 @@ def test_realtime_run_set_cancel_set_gives_one_alert(
     seconds" and silence says "Timer set", a cancellation, "Timer set" and exactly
     one alert."""
     prompt = tmp_path / "session.wav"
-    write_wav(prompt, compose(tts, [0.5, "Set a timer for ten seconds.", 2.5, "Cancel the timer.",
-                                    2.5, "Set a timer for eight seconds.", 1.5]))  # fmt: skip
+    # Gaps of 4 s: without echo cancellation speech during a reply is not heard, and
+    # on a loaded 2-core machine a reply can take 3 s to be heard out.
+    write_wav(prompt, compose(tts, [0.5, "Set a timer for ten seconds.", 4.0, "Cancel the timer.",
+                                    4.0, "Set a timer for eight seconds.", 1.5]))  # fmt: skip
     out, trace = tmp_path / "reply.wav", tmp_path / "trace.jsonl"
     result = voiced("run", "--no-wake", "--input", str(prompt), "--output", str(out),
                     "--realtime", "--trace", str(trace), models_dir=models_dir)  # fmt: skip
@@ -143,10 +145,11 @@ def test_realtime_run_set_cancel_set_gives_one_alert(
     commands = [(t["intent"], t["reply"]) for t in turns if t["outcome"] == "answered"]
     assert commands == [("timer_set", "Timer set for 10 seconds."),
                         ("timer_cancel", "Timer cancelled."),
-                        ("timer_set", "Timer set for 8 seconds.")]  # fmt: skip
+                        ("timer_set", "Timer set for 8 seconds.")], turns  # fmt: skip
     assert engines.asr is not None
     reply = np.frombuffer(read_wav_as_pipeline_pcm(out), dtype="<i2")
     heard = [normalize(engines.asr.transcribe(piece.tobytes()).text)
              for piece in _spoken_segments(reply)]  # fmt: skip
-    assert sum("timer is" in text for text in heard) == 1, heard  # "... timer is done"
-    assert sum("timer set" in text for text in heard) == 2, heard
+    # Whisper may hear "timor": count the words that tell the replies apart.
+    assert sum("is done" in text for text in heard) == 1, heard
+    assert sum("set for" in text for text in heard) == 2, heard
