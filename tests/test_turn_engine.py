@@ -366,3 +366,15 @@ def test_by_default_an_alert_is_said_once() -> None:
     run = run_paced(script)
     assert len(run.of(EventType.TIMER_FIRED)) == 1
     assert _alerts(run) == 1
+
+
+def test_turn_times_are_on_the_stream_clock_for_every_turn() -> None:
+    """The second no-wake utterance's speech start is where it is in the stream."""
+    script = Script().silence(300).say("Turn it up.").silence(2000).say("Turn it down.")
+    script.silence(1500)
+    run = run_paced(script)
+    first, second = (t for t in run.voice_turns() if t.intent)
+    assert first.speech_start_ms is not None and second.speech_start_ms is not None
+    assert first.speech_start_ms == pytest.approx(300, abs=20)
+    second_start = 300 + 200 + 120 * 3 + 2000
+    assert second.speech_start_ms == pytest.approx(second_start, abs=20)

@@ -62,7 +62,7 @@ class Turns:
             "ringing": endpointer_settings(listen, timeout_ms=max(1, listen.ring_window_ms)),
             "follow_up": endpointer_settings(listen, timeout_ms=max(1, listen.follow_up_window_ms)),
         }
-        self._idle_endpointer = Endpointer(self._endpointers["idle"])
+        self._idle_endpointer: Endpointer | None = None
         self._utterance_cap = BYTES_PER_MS * (
             PREROLL_MS + listen.max_speech_ms + listen.no_speech_timeout_ms + 1000)
         self.session: Session = Idle()
@@ -74,7 +74,7 @@ class Turns:
         return self.clock.now_ms()
 
     def reset_idle_endpointer(self) -> None:
-        self._idle_endpointer = Endpointer(self._endpointers["idle"])
+        self._idle_endpointer = None
 
     def _emit(self, kind: EventType, **data: object) -> None:
         self.bus.publish(Event(kind, dict(data), stream_ms=self.now_ms()))
@@ -98,14 +98,16 @@ class Turns:
             self._on_endpoint(listening, event)
 
     def idle_hear(self, speech: bool, frame: AudioFrame) -> None:
+        """No-wake mode while idle: speech starts a turn, which keeps this endpointer."""
         endpointer = self._idle_endpointer
-        if endpointer.done:
-            endpointer.reset(frame.start_sample)
+        if endpointer is None or endpointer.done:
+            endpointer = self._idle_endpointer = Endpointer(self._endpointers["idle"])
+            endpointer.reset(frame.start_sample)  # positions on the stream's clock
         for event in endpointer.process(speech, frame.duration_ms):
             if event.type is EndpointEventType.SPEECH_START:
                 listening = self.start_listening(wake=False, endpointer=endpointer)
                 listening.utterance = self.hearing.take_preroll()
-                self._idle_endpointer = Endpointer(self._endpointers["idle"])
+                self._idle_endpointer = None
                 self._on_endpoint(listening, event)
 
     def new_turn(self, **fields: object) -> TurnRecord:
