@@ -159,3 +159,15 @@ def test_an_outbox_closed_while_it_commits_sends_nothing_more() -> None:
     outbox.emit(EventType.STT_VAD_END)
     outbox.commit()
     assert [e.type for e in published] == [EventType.STT_END]
+
+
+def test_the_utterance_buffer_has_a_cap() -> None:
+    from voiced.pipeline.endpointer import Endpointer
+    from voiced.pipeline.session import Listening
+    from voiced.pipeline.turn import TurnRecord
+
+    listening = Listening(TurnRecord(1), Outbox(lambda e: None, lambda: 0.0), Endpointer(),
+                          max_bytes=640)  # fmt: skip
+    for _ in range(10):
+        listening.append(bytes(320))
+    assert len(listening.utterance) == 640
