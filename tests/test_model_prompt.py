@@ -16,6 +16,7 @@ from voiced.bench.qa import BenchControls
 from voiced.engines.slm import Message
 from voiced.intents.builtin import BuiltinIntents
 from voiced.intents.user import load_user_intents
+from voiced.pipeline.claim_guard import REPLACEMENT
 from voiced.pipeline.model_prompt import (
     capabilities_text,
     clock_message,
@@ -136,3 +137,20 @@ def test_a_reload_that_changes_the_intents_tells_the_model() -> None:
     assert "turn on the [area] lights" not in before
     assert '"turn on the [area] lights"' in responder.system_prompt
     assert [prompt for prompt, _ in slm.calls] == [before, responder.system_prompt]
+
+
+class ClaimingSlm(RecordingSlm):
+    def stream_reply(self, system_prompt: str, history: list[Message], **_: Any) -> Iterator[str]:
+        self.calls.append((system_prompt, history))
+        yield from ["Sure", ",", " I'll", " wake", " you", " up", " at", " seven", "."]
+
+
+def test_a_model_that_claims_an_action_is_not_believed_or_remembered() -> None:
+    slm = ClaimingSlm()
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        responder = Responder([BuiltinIntents()], slm, SlmSettings(), BenchControls(), executor)  # type: ignore[arg-type]
+        reply = _ask(responder, "Wake me up at seven.")
+        assert responder.conversation is not None
+        remembered = [answer["content"] for _, answer in responder.conversation.turns]
+    assert reply == REPLACEMENT
+    assert all("wake you" not in text for text in remembered)

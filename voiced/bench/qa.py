@@ -43,7 +43,7 @@ SESSION_STEP_S = 10.0
 KINDS = ("fact", "unable")
 _DECLINES = re.compile(
     r"\b(?:can ?not|can't|cannot|unable|not able|don't have|do not have|no device|"
-    r"nothing is set up|not set up|isn't set up|not connected|not possible|i'm sorry)\b"
+    r"nothing is set up|not set up|isn't set up|not connected|not possible)\b"
 )
 _CLAIMS = re.compile(
     r"\b(?:i've|i have|i'll|i will|i'm|i am) (?!not\b|unable\b|sorry\b|afraid\b)"
@@ -127,7 +127,8 @@ def _item(line: str, where: str) -> QaItem:
 
 
 def load_questions(path: Path | None) -> list[QaItem]:
-    """The question set at ``path``, or the built-in one (62 questions, 5 follow-ups)."""
+    """The question set at ``path``, or the built-in one: 62 questions, 5 follow-ups
+    and 14 requests the device cannot carry out."""
     if path is None:
         text = resources.files("voiced.bench").joinpath("qa_questions.jsonl").read_text("utf-8")
         name = "(built in)"

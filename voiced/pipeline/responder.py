@@ -15,6 +15,7 @@ from voiced.errors import EngineError
 from voiced.intents.base import IntentHandler, IntentMatch, WorldView
 from voiced.intents.normalize import normalize
 from voiced.intents.unsupported import UnsupportedActions
+from voiced.pipeline.claim_guard import REPLACEMENT, guard_claims, verdict
 from voiced.pipeline.conversation import Conversation
 from voiced.pipeline.model_prompt import clock_message, mentions_time, system_prompt
 from voiced.settings import SlmSettings
@@ -110,7 +111,7 @@ class Responder:
         messages = [*clock, *self.conversation.messages_for(text, now_s)]
         proceed = threading.Event()
         proceed.set()
-        deltas = self._stream_slm(text, messages, now_s, proceed, remember)
+        deltas = guard_claims(self._stream_slm(text, messages, now_s, proceed, remember))
         return Response(None, deltas, streamed=True, proceed=proceed)
 
     async def _stream_slm(
@@ -151,7 +152,12 @@ class Responder:
                 yield item
             # Only a reply that was produced in full joins the memory: a
             # speculative turn cancelled half-way never happened.
-            write = functools.partial(self.conversation.remember, text, "".join(reply), now_s)
+            said = "".join(reply)
+            # What was said, as guard_claims let it be said: never the claim.
+            write = functools.partial(
+                self.conversation.remember, text,
+                REPLACEMENT if verdict(said, final=True) else said, now_s,
+            )  # fmt: skip
             if remember is None:
                 write()
             else:
