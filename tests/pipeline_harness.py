@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,9 @@ class PipelineRun:
     what ran on the loop itself. Unlike the wall-clock lag it does not grow when
     the loop merely waits for a core that the model threads are using."""
     loop_ticks: int = 0
+    volume: float = 1.0
+    """The assistant's volume when the run ended."""
+    timers_pending: int = 0
 
 
 async def loop_monitor(cpu_ms: list[float], interval_s: float = 0.005) -> None:
@@ -47,7 +51,10 @@ async def loop_monitor(cpu_ms: list[float], interval_s: float = 0.005) -> None:
 def run_pipeline(
     engines: Engines, settings: Settings, pcm: bytes, tmp_path: Path, *,
     wake_mode: bool, realtime: bool,
+    on_event: Callable[[Assistant, Event], None] | None = None,
 ) -> PipelineRun:  # fmt: skip
+    """``on_event`` sees each event as it is published, with the assistant (a test
+    can act on it: mute when the command starts...)."""
     wav = tmp_path / "input.wav"
     write_wav(wav, pcm)
     writer = MemoryWriter()
@@ -56,6 +63,8 @@ def run_pipeline(
     events: list[Event] = []
     bus.add_listener(events.append)
     assistant = Assistant(settings, engines, sink, bus, wake_mode=wake_mode)
+    if on_event is not None:
+        bus.add_listener(lambda event: on_event(assistant, event))
     turns: list[TurnRecord] = []
     assistant.on_turn_done.append(turns.append)
     loop_cpu_ms: list[float] = []
@@ -75,7 +84,8 @@ def run_pipeline(
     return PipelineRun(
         turns=turns, output=np.frombuffer(bytes(writer.pcm), dtype="<i2"), events=events,
         onsets_samples=onsets, max_loop_cpu_ms=max(loop_cpu_ms, default=0.0),
-        loop_ticks=len(loop_cpu_ms),
+        loop_ticks=len(loop_cpu_ms), volume=assistant.volume,
+        timers_pending=assistant.timers.pending,
     )  # fmt: skip
 
 

@@ -14,7 +14,8 @@ from tests.pipeline_harness import loop_monitor, rms, run_pipeline, voice_turns
 from voiced.engines.loader import Engines
 from voiced.engines.tts import PiperTts
 from voiced.intents.normalize import normalize
-from voiced.pipeline.events import EventType
+from voiced.pipeline.assistant import Assistant
+from voiced.pipeline.events import Event, EventType
 from voiced.pipeline.responder import Responder, Response
 from voiced.settings import Settings, SlmSettings
 from voiced.speech_synth import compose
@@ -56,11 +57,12 @@ def test_one_reply_per_utterance_without_wake(
 def test_timer_fires_and_is_spoken(engines: Engines, tts: PiperTts, tmp_path: Path) -> None:
     speech = compose(tts, [0.4, "Set a timer for two seconds.", 1.0])
     run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=False)
-    assert [t.intent for t in voice_turns(run)] == ["timer_set"]
+    assert [t.intent for t in voice_turns(run) if t.outcome == "answered"] == ["timer_set"]
     fired = [e for e in run.events if e.type is EventType.TIMER_FIRED]
     assert len(fired) == 1
     said = [t for t in run.turns if t.kind == "say"]
     assert len(said) == 1 and said[0].outcome == "answered"
+    assert {t.reply for t in said} == {"Your 2 seconds timer is done."}
     assert engines.asr is not None
     heard = normalize(engines.asr.transcribe(run.output.tobytes()).text)
     assert "timer set for 2 seconds" in heard and "timer is done" in heard
@@ -181,8 +183,8 @@ def test_the_model_waits_while_the_first_words_are_synthesised(
     responses: list[Response] = []
     real_respond = Responder.respond
 
-    def keeping(self: Responder, text: str, now_s: float) -> Response:
-        responses.append(real_respond(self, text, now_s))
+    def keeping(self: Responder, text: str, now_s: float, **kwargs: object) -> Response:
+        responses.append(real_respond(self, text, now_s, **kwargs))  # type: ignore[arg-type]
         return responses[-1]
 
     generating_during: list[tuple[str, bool]] = []
@@ -206,3 +208,72 @@ def test_the_model_waits_while_the_first_words_are_synthesised(
     assert all(generating for _, generating in rest), "running while the rest is"
     assert turn.reply.startswith(first_words)
     assert responses[-1].proceed is not None and responses[-1].proceed.is_set(), "left running"
+
+
+# -- the turn engine in realtime, with the real models -----------------------------
+# Fed at the pace of a microphone, so the speculative run at the first pause is the
+# path every command takes (a file read faster than real time would commit first).
+
+
+def test_realtime_timer_set_cancel_set_rings_once(
+    engines: Engines, tts: PiperTts, tmp_path: Path
+) -> None:
+    """The session a new user tries: set, cancel, set again, then silence. Each
+    command acts once: one timer rings, once."""
+    # Gaps of 4 s: speech during a reply is not heard, and on a loaded 2-core
+    # machine a reply can take 3 s to be heard out.
+    speech = compose(tts, [0.4, "Set a timer for ten seconds.", 4.0, "Cancel the timer.", 4.0,
+                           "Set a timer for eight seconds.", 1.0])  # fmt: skip
+    run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=True)
+    turns = [t for t in voice_turns(run) if t.outcome != "no_speech"]  # not ring windows
+    assert [t.intent for t in turns] == ["timer_set", "timer_cancel", "timer_set"], [
+        t.transcript for t in turns]  # fmt: skip
+    assert [t.reply for t in turns] == [
+        "Timer set for 10 seconds.", "Timer cancelled.", "Timer set for 8 seconds."]  # fmt: skip
+    fired = [e for e in run.events if e.type is EventType.TIMER_FIRED]
+    assert [e.data["label"] for e in fired] == ["8 seconds"]
+    said = [t.reply for t in run.turns if t.kind == "say"]
+    assert said == ["Your 8 seconds timer is done."], "exactly one alert"
+    assert run.timers_pending == 0
+    stt_ends = [e for e in run.events if e.type is EventType.STT_END]
+    assert len(stt_ends) == len(turns), "one stt-end per run"
+
+
+def test_realtime_turn_it_down_lowers_the_volume_one_step(
+    engines: Engines, tts: PiperTts, tmp_path: Path
+) -> None:
+    speech = compose(tts, [0.4, "Turn it down.", 2.0])
+    run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=True)
+    assert [t.intent for t in voice_turns(run)] == ["volume_down"]
+    assert run.volume == pytest.approx(0.8)
+
+
+def test_realtime_mute_during_a_command_ends_it(
+    engines: Engines, tts: PiperTts, tmp_path: Path
+) -> None:
+    """Muted half a second into "Set a timer for ten seconds.": nothing of it is
+    heard, done or said, and after the muted event no event at all."""
+
+    def on_event(assistant: Assistant, event: Event) -> None:
+        if event.type is EventType.STT_VAD_START:
+            asyncio.get_running_loop().call_later(0.5, assistant.set_muted, True)
+
+    speech = compose(tts, [0.4, "Set a timer for ten seconds.", 2.0, "Turn it down.", 2.0])
+    run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=True,
+                       on_event=on_event)  # fmt: skip
+    muted_at = next(i for i, e in enumerate(run.events) if e.type is EventType.MUTED)
+    assert run.events[muted_at + 1 :] == []
+    assert run.timers_pending == 0 and run.volume == 1.0
+    assert [t.outcome for t in voice_turns(run)] == ["cancelled"]
+    assert rms(run.output) == 0.0
+
+
+def test_realtime_follow_up_window(engines: Engines, tts: PiperTts, tmp_path: Path) -> None:
+    follow_up = dataclasses.replace(Settings().listen, follow_up_window_ms=5000)
+    settings = dataclasses.replace(Settings(), listen=follow_up)
+    speech = compose(tts, [0.4, "Hey Jarvis.", 0.3, "What time is it?", 3.5,
+                           "Turn it down.", 3.5])  # fmt: skip
+    run = run_pipeline(engines, settings, speech, tmp_path, wake_mode=True, realtime=True)
+    answered = [t.intent for t in voice_turns(run) if t.outcome == "answered"]
+    assert answered == ["time", "volume_down"]
+    assert run.volume == pytest.approx(0.8)

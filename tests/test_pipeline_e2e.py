@@ -111,3 +111,45 @@ def test_48khz_stereo_input_is_resampled(
     assert result.returncode == 0, result.stderr
     turns = [json.loads(line) for line in trace.read_text().splitlines()]
     assert [t["intent"] for t in turns] == ["time"]
+
+
+def _spoken_segments(pcm: np.ndarray, gap_samples: int = 16000 // 2) -> list[np.ndarray]:
+    """The output's pieces of speech, split at silences longer than ``gap_samples``."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > 200)
+    if loud.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(loud) > gap_samples)
+    starts = [loud[0], *loud[breaks + 1]]
+    ends = [*loud[breaks], loud[-1]]
+    return [pcm[max(0, a - 800) : b + 800] for a, b in zip(starts, ends, strict=True)]
+
+
+def test_realtime_run_set_cancel_set_gives_one_alert(
+    tts: PiperTts, engines: Engines, models_dir: Path, tmp_path: Path
+) -> None:
+    """The issue's check, as a new user would try it: `voiced run --no-wake --realtime`
+    on "set a timer for ten seconds", "cancel the timer", "set a timer for eight
+    seconds" and silence says "Timer set", a cancellation, "Timer set" and exactly
+    one alert."""
+    prompt = tmp_path / "session.wav"
+    # Gaps of 4 s: without echo cancellation speech during a reply is not heard, and
+    # on a loaded 2-core machine a reply can take 3 s to be heard out.
+    write_wav(prompt, compose(tts, [0.5, "Set a timer for ten seconds.", 4.0, "Cancel the timer.",
+                                    4.0, "Set a timer for eight seconds.", 1.5]))  # fmt: skip
+    out, trace = tmp_path / "reply.wav", tmp_path / "trace.jsonl"
+    result = voiced("run", "--no-wake", "--input", str(prompt), "--output", str(out),
+                    "--realtime", "--trace", str(trace), models_dir=models_dir)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    turns = [json.loads(line) for line in trace.read_text().splitlines()]
+    commands = [(t["intent"], t["reply"]) for t in turns if t["outcome"] == "answered"]
+    assert commands == [("timer_set", "Timer set for 10 seconds."),
+                        ("timer_cancel", "Timer cancelled."),
+                        ("timer_set", "Timer set for 8 seconds.")], turns  # fmt: skip
+    assert engines.asr is not None
+    reply = np.frombuffer(read_wav_as_pipeline_pcm(out), dtype="<i2")
+    heard = [normalize(engines.asr.transcribe(piece.tobytes()).text)
+             for piece in _spoken_segments(reply)]  # fmt: skip
+    # Whisper may hear "timor": count the words that tell the replies apart.
+    assert sum("is done" in text for text in heard) == 1, heard
+    assert sum("set for" in text for text in heard) == 2, heard

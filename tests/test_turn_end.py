@@ -19,6 +19,7 @@ from voiced.pipeline.turn_end import looks_like_full_sentence
         ("Hello.", False),
         ("I was thinking...", False),
         ("Why is the sky blue?", True),
+        ("Set a timer.", False),
         ("", False),
     ],
 )

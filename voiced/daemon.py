@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,7 +78,8 @@ async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int
     sink = open_sink(options.output, realtime)
     trace = TraceWriter(options.trace) if options.trace else None
     assistant = Assistant(settings, engines, sink, EventBus(), wake_mode=options.wake_mode,
-                          trace=trace, extra_intents=list(intents))  # fmt: skip
+                          trace=trace, extra_intents=list(intents),
+                          state_dir=_state_dir())  # fmt: skip
     mic.assistant = assistant
     plane: ControlPlane | None = None
     try:
@@ -144,7 +146,7 @@ async def _serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, reload)
     readiness = asyncio.create_task(_announce_ready(assistant, notifier))
-    watchdog = asyncio.create_task(watchdog_loop(notifier, lambda: assistant.frames_seen))
+    watchdog = asyncio.create_task(watchdog_loop(notifier, assistant.watchdog_progress))
     try:
         await run_stream(assistant, source, realtime=realtime)
     except asyncio.CancelledError:
@@ -213,3 +215,9 @@ def _close_quietly(source: AudioSource, sink: AudioSink) -> None:
             closable.close()
         except OSError as err:
             _LOGGER.warning("closing %s: %s", type(closable).__name__, err)
+
+
+def _state_dir() -> Path | None:
+    """systemd's StateDirectory= (timers survive a restart there); None elsewhere."""
+    value = os.environ.get("STATE_DIRECTORY", "")
+    return Path(value.split(":")[0]) if value else None

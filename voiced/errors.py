@@ -58,3 +58,15 @@ class EngineError(VoicedError):
 
     code = "engine"
     exit_code = 5
+
+
+class SpeakerLostError(AudioError):
+    """The speaker stopped taking audio: what was queued did not play out in time."""
+
+    code = "speaker_lost"
+
+
+class BusyError(VoicedError):
+    """A request that needs the assistant to itself came while a turn was in flight."""
+
+    code = "busy"

@@ -161,6 +161,11 @@ class ListenSettings:
     early_commit: bool = True
     """End the utterance at the first pause when its transcript is complete (a local
     intent, or a sentence that does not end on a word like "the" or "of")."""
+    ring_window_ms: int = 5000
+    """After a timer alert, this long to say "stop" without the wake word (0: none)."""
+    alert_rings: int = 1
+    """A timer alert is said this many times at most, until someone says "stop" (3
+    rings it like a kitchen timer; 1, the default, says it once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +183,12 @@ class AudioSettings:
     mic_lost_exit_s: float = 0.0
     """Exit non-zero (so systemd restarts us) after the microphone has been gone
     this long; 0 keeps retrying for ever."""
+    drain_grace_ms: int = 2000
+    """A reply still not played out this long after its audio should have ended
+    means the speaker is gone: the turn ends with an error (speaker_lost)."""
+    announce_while_muted: bool = True
+    """While muted (microphone off), timer alerts and API say still play, as a Home
+    Assistant satellite does; false holds them until unmuted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +435,9 @@ _RANGES: dict[str, _Range] = {
     "listen.max_speech_ms": _Range(1),
     "listen.no_speech_timeout_ms": _NON_NEGATIVE,
     "listen.follow_up_window_ms": _NON_NEGATIVE,
+    "listen.ring_window_ms": _Range(0, 60_000),
+    "listen.alert_rings": _Range(1, 20),
+    "audio.drain_grace_ms": _Range(100, 60_000),
     "audio.volume": _Range(0, 1),
     "tts.first_chunk_max_words": _Range(0, 100),
     "audio.mic_lost_exit_s": _Range(0, 86_400),

@@ -153,6 +153,7 @@ class SoundcardSink:
         self, device: str | int | None = None, *, rate_hz: int | None = None, block_ms: int = 20
     ) -> None:
         info = find_device(device, "output")
+        self._device, self._block_ms = device, block_ms
         self.device_name = info.name
         self.rate_hz = rate_hz or info.default_samplerate_hz or PIPELINE_RATE_HZ
         self._queue = PlaybackQueue()
@@ -232,6 +233,18 @@ class SoundcardSink:
         if stream is not None:
             _close_stream(stream)
         self._wake_waiters()
+
+    def reopen(self) -> None:
+        """Close the stream and open the device again (blocking: call off the loop).
+        What was queued is dropped; raises AudioError while the device is gone."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            _close_stream(stream)
+        self._dropped_samples += self._queue.clear()
+        self._wake_waiters()
+        info = find_device(self._device, "output")
+        self.device_name = info.name
+        self._stream = self._open(info, self._block_ms)
 
 
 def _start_first(

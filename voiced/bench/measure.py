@@ -24,6 +24,7 @@ from voiced.audio.sinks import AlignedSink, MemoryWriter
 from voiced.audio.sources import WavFileSource
 from voiced.bench.corpus import Utterance
 from voiced.engines.loader import Engines
+from voiced.intents.base import TimerView
 from voiced.intents.builtin import BuiltinIntents
 from voiced.intents.normalize import normalize
 from voiced.pipeline.assistant import Assistant
@@ -162,14 +163,12 @@ def _full_reply(engines: Engines, settings: Settings, text: str) -> str:
 
 
 class _NoControls:
-    def set_timer(self, duration_s: float, label: str) -> None:
-        pass
+    """A world with no timers at full volume (intents only read it)."""
 
-    def cancel_timers(self) -> int:
-        return 0
+    volume = 1.0
 
-    def change_volume(self, step: float) -> float:
-        return 1.0
+    def timers(self) -> list[TimerView]:
+        return []
 
     def local_time(self) -> tuple[int, int, int, int, int]:
         now = time.localtime()

@@ -28,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 
 from voiced.errors import UsageError
-from voiced.intents.base import IntentHandler
+from voiced.intents.base import IntentHandler, TimerView
 from voiced.intents.builtin import BuiltinIntents
 from voiced.intents.user import load_user_intents
 from voiced.pipeline.responder import Responder
@@ -190,15 +190,9 @@ class BenchControls:
     def __init__(self) -> None:
         self.volume = 1.0
 
-    def set_timer(self, duration_s: float, label: str) -> None:
-        pass
-
-    def cancel_timers(self) -> int:
-        return 0
-
-    def change_volume(self, step: float) -> float:
-        self.volume = max(0.0, min(1.0, self.volume + step))
-        return self.volume
+    def timers(self) -> list[TimerView]:
+        """Intents only read the world now (their effects run in the pipeline)."""
+        return []
 
     def local_time(self) -> tuple[int, int, int, int, int]:
         now = time.localtime()

@@ -44,9 +44,9 @@ from typing import Any
 import aiohttp
 
 from voiced.intents.template import fill
-from voiced.intents.user import Publisher, TableError, topic_value
 from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.ratelimit import RateLimitedLog
+from voiced.user_tables import Publisher, TableError, topic_value
 
 _LOGGER = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 10.0

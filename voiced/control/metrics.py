@@ -96,6 +96,7 @@ class Metrics:
         self.response = Histogram()
         self.wake_detections = 0
         self.mic_reconnects = 0
+        self.speaker_lost = 0
         self.turns: Counter[str] = Counter()
         self.xruns: Callable[[], int] = lambda: 0
         self.mqtt_reconnects: Callable[[], int] = lambda: 0
@@ -110,6 +111,8 @@ class Metrics:
             self.wake_detections += 1
         elif event.type is EventType.MIC_RESTORED:
             self.mic_reconnects += 1
+        elif event.type is EventType.SPEAKER_LOST:
+            self.speaker_lost += 1
 
     def on_turn(self, turn: TurnRecord) -> None:
         self.turns[turn.outcome] += 1
@@ -141,6 +144,7 @@ class Metrics:
             ("voiced_wake_detections_total", "Wake word detections.", self.wake_detections),
             ("voiced_xruns_total", "Audio blocks lost to overruns.", self.xruns()),
             ("voiced_mic_reconnects_total", "Microphone reopened.", self.mic_reconnects),
+            ("voiced_speaker_lost_total", "Replies that did not play out.", self.speaker_lost),
             ("voiced_mqtt_reconnects_total", "MQTT connection recovered.", self.mqtt_reconnects()),
         ):
             header(name, "counter", text)

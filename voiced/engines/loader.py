@@ -20,7 +20,6 @@ from voiced.engines.wake_names import BUILTIN, MANIFEST_MODEL, wake_model_proble
 from voiced.engines.wake_open import OpenWakeWordDetector
 from voiced.engines.wake_set import WakeSet
 from voiced.errors import ModelError
-from voiced.intents.builtin import FIXED_REPLIES
 from voiced.models.manifest import Role, load_manifest
 from voiced.models.store import require_model_dir
 from voiced.models.tiers import resolve_slm_model
@@ -134,12 +133,13 @@ def load_engines(settings: Settings, models_dir: Path, roles: set[Role]) -> Engi
 
 def warm_up(engines: Engines) -> None:
     """Run each engine once so the first real turn does not pay for lazy setup
-    (CTranslate2 allocations, ONNX session warm-up), and have the built-in
-    intents' fixed replies ready to play."""
+    (CTranslate2 allocations, ONNX session warm-up). The replies worth having
+    ready are the pipeline's to prepare (it knows the intents; engines do not), in
+    voiced.pipeline.clock_phrases."""
     if engines.asr is not None:
         engines.asr.transcribe(bytes(16_000 * 2))
     if engines.tts is not None:
-        engines.tts.prepare_phrases("fixed", FIXED_REPLIES)
+        engines.tts.synthesize_all("Ready.")
     # The language model is warmed by the Responder with the prompt it will use:
     # CTranslate2 keeps every static prompt it has seen (about 14 MB each for the
     # 0.5B model, never freed), so priming another one here would only cost memory.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 
-from voiced.intents.base import AssistantControls, IntentMatch
+from voiced.intents.base import IntentMatch, WorldView
+from voiced.intents.effects import CancelTimers, ChangeVolume, SetTimer, StopSpeaking
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -13,6 +15,7 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
 VOLUME_STEP = 0.2
 MAX_TIMER_S = 24 * 3600
+MIN_VOLUME = 0.1
 
 LOUDER, QUIETER = "Louder.", "Quieter."
 TIMER_CANCELLED, NO_TIMER = "Timer cancelled.", "There is no timer running."
@@ -23,6 +26,14 @@ FIXED_REPLIES = (LOUDER, QUIETER, TIMER_CANCELLED, NO_TIMER)
 _TIMER = re.compile(r"\b(?:set|start|make|timer for)\b.*\btimer\b|\btimer for\b")
 _DURATION = re.compile(r"\b(?P<n>\d+|a|an)\s+(?P<unit>second|minute|hour)s?\b")
 _CANCEL_TIMER = re.compile(r"\b(?:cancel|stop|delete|clear|remove)\b.*\btimers?\b")
+_NAMED = re.compile(r"\b(?:a|an|the|my)\s+(?P<name>[a-z]+(?: [a-z]+)?)\s+timer\b")
+_CANCEL_NAMED = re.compile(r"\b(?:the|my|that)\s+(?P<name>[a-z]+(?: [a-z]+)?)\s+timer\b")
+_TIME_LEFT = re.compile(
+    r"\bhow (?:much|long)\b.*\b(?:left|remaining|to go)\b|\btime (?:is )?left\b"
+)
+_LEFT_NAMED = re.compile(r"\b(?:the|my)\s+(?P<name>[a-z]+(?: [a-z]+)?)\s+timer\b")
+_NOT_NAMES = frozenset({"new", "all", "every", "this", "that", "other", "first", "last", "a", "an",
+                        "the", "my", "of", "on", "second", "minute", "hour"})  # fmt: skip
 _TIME = re.compile(r"\bwhat(?:s| is)? (?:the )?time\b|\bwhat time is it\b")
 _DAY = re.compile(r"\bwhat(?:s| is)? (?:the )?(?:day|date)\b|\bwhat day is it\b")
 _STOP = re.compile(r"^(?:stop|cancel|never ?mind|be quiet|shut up|quiet|that's all|nothing)$")
@@ -56,18 +67,45 @@ def _spoken_duration(amount: int, unit: str) -> str:
     return f"{amount} {unit}{'' if amount == 1 else 's'}"
 
 
-class BuiltinIntents:
-    """Matches the built-in commands; never touches the language model."""
+def spoken_remaining(seconds: float) -> str:
+    """ "9 minutes and 30 seconds", "1 hour and 5 minutes", "45 seconds"."""
+    total = max(1, math.ceil(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        parts = [_spoken_duration(hours, "hour")]
+        if minutes:
+            parts.append(_spoken_duration(minutes, "minute"))
+    elif minutes:
+        parts = [_spoken_duration(minutes, "minute")]
+        if secs and minutes < 10:
+            parts.append(_spoken_duration(secs, "second"))
+    else:
+        parts = [_spoken_duration(secs, "second")]
+    return " and ".join(parts)
 
-    def match(self, normalized: str, controls: AssistantControls) -> IntentMatch | None:
-        for method in (self._stop, self._cancel_timer, self._timer, self._time, self._day,
-                       self._volume):  # fmt: skip
-            found = method(normalized, controls)
+
+def _timer_name(found: re.Match[str] | None) -> str:
+    name = (found.group("name") or "").strip() if found else ""
+    words = name.split()
+    if not words or any(w.isdigit() or w.rstrip("s") in UNIT_SECONDS or w in _NOT_NAMES
+                        for w in words):  # fmt: skip
+        return ""
+    return name
+
+
+class BuiltinIntents:
+    """Matches the built-in commands; pure: it reads the view and changes nothing."""
+
+    def match(self, normalized: str, view: WorldView) -> IntentMatch | None:
+        for method in (self._stop, self._timer_left, self._cancel_timer, self._timer,
+                       self._time, self._day, self._volume):  # fmt: skip
+            found = method(normalized, view)
             if found is not None:
                 return found
         return None
 
-    def _timer(self, text: str, controls: AssistantControls) -> IntentMatch | None:
+    def _timer(self, text: str, view: WorldView) -> IntentMatch | None:
         found = _DURATION.search(text) if _TIMER.search(text) else None
         if not found:
             return None
@@ -77,38 +115,76 @@ class BuiltinIntents:
         if not 0 < duration_s <= MAX_TIMER_S:
             return IntentMatch("timer_set", TIMER_RANGE)
         spoken = _spoken_duration(amount, unit)
-        controls.set_timer(duration_s, spoken)
-        return IntentMatch("timer_set", f"Timer set for {spoken}.", {"duration_s": str(duration_s)})
+        name = _timer_name(_NAMED.search(text))
+        effect = SetTimer(duration_s, name or spoken, name)
+        reply = (
+            f"{name.capitalize()} timer set for {spoken}." if name else f"Timer set for {spoken}."
+        )
+        slots = {"duration_s": str(duration_s)} | ({"name": name} if name else {})
+        return IntentMatch("timer_set", reply, slots, effects=(effect,))
 
-    def _cancel_timer(self, text: str, controls: AssistantControls) -> IntentMatch | None:
+    def _cancel_timer(self, text: str, view: WorldView) -> IntentMatch | None:
         if not _CANCEL_TIMER.search(text):
             return None
-        count = controls.cancel_timers()
-        reply = TIMER_CANCELLED if count else NO_TIMER
-        return IntentMatch("timer_cancel", reply, {"cancelled": str(count)})
+        name = _timer_name(_CANCEL_NAMED.search(text))
+        timers = [t for t in view.timers() if not name or t.name == name]
+        if not timers:
+            reply = f"There is no {name} timer." if name else NO_TIMER
+        else:
+            reply = (
+                f"{name.capitalize()} timer cancelled."
+                if name
+                else (TIMER_CANCELLED if len(timers) == 1 else f"{len(timers)} timers cancelled.")
+            )
+        effects = (CancelTimers(name or None),) if timers else ()
+        slots = {"cancelled": str(len(timers))} | ({"name": name} if name else {})
+        return IntentMatch("timer_cancel", reply, slots, effects=effects)
 
-    def _time(self, text: str, controls: AssistantControls) -> IntentMatch | None:
+    def _timer_left(self, text: str, view: WorldView) -> IntentMatch | None:
+        if not _TIME_LEFT.search(text):
+            return None
+        name = _timer_name(_LEFT_NAMED.search(text))
+        timers = [t for t in view.timers() if not name or t.name == name]
+        if not timers:
+            return IntentMatch(
+                "timer_remaining", f"There is no {name} timer." if name else NO_TIMER
+            )
+        if len(timers) == 1:
+            reply = f"{spoken_remaining(timers[0].remaining_s)} left."
+        else:
+            parts = [f"{spoken_remaining(t.remaining_s)} on the {t.label} timer"
+                     for t in timers[:3]]  # fmt: skip
+            reply = "There are " + " and ".join(parts) + " left."
+        return IntentMatch("timer_remaining", reply, {"timers": str(len(timers))})
+
+    def _time(self, text: str, view: WorldView) -> IntentMatch | None:
         if not _TIME.search(text):
             return None
-        hour, minute, *_ = controls.local_time()
+        hour, minute, *_ = view.local_time()
         return IntentMatch("time", time_reply(hour, minute))
 
-    def _day(self, text: str, controls: AssistantControls) -> IntentMatch | None:
+    def _day(self, text: str, view: WorldView) -> IntentMatch | None:
         if not _DAY.search(text):
             return None
-        _, _, weekday, day, month = controls.local_time()
+        _, _, weekday, day, month = view.local_time()
         return IntentMatch("day", day_reply(weekday, day, month))
 
-    def _stop(self, text: str, controls: AssistantControls) -> IntentMatch | None:
+    def _stop(self, text: str, view: WorldView) -> IntentMatch | None:
         if not _STOP.match(text):
             return None
-        return IntentMatch("stop", "", stop_speaking=True)
+        return IntentMatch("stop", "", stop_speaking=True, effects=(StopSpeaking(),))
 
-    def _volume(self, text: str, controls: AssistantControls) -> IntentMatch | None:
+    def _volume(self, text: str, view: WorldView) -> IntentMatch | None:
         if _LOUDER.search(text):
-            level = controls.change_volume(+VOLUME_STEP)
-            return IntentMatch("volume_up", LOUDER, {"volume": f"{level:.1f}"})
-        if _QUIETER.search(text):
-            level = controls.change_volume(-VOLUME_STEP)
-            return IntentMatch("volume_down", QUIETER, {"volume": f"{level:.1f}"})
-        return None
+            intent, reply, step = "volume_up", LOUDER, +VOLUME_STEP
+        elif _QUIETER.search(text):
+            intent, reply, step = "volume_down", QUIETER, -VOLUME_STEP
+        else:
+            return None
+        level = clamp_volume(view.volume + step)
+        return IntentMatch(intent, reply, {"volume": f"{level:.1f}"}, effects=(ChangeVolume(step),))
+
+
+def clamp_volume(level: float) -> float:
+    """The volume intents can set: 0.1 (never silent by voice) to 1.0."""
+    return round(max(MIN_VOLUME, min(1.0, level)), 3)

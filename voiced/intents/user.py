@@ -27,7 +27,7 @@ import re
 import urllib.parse
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
@@ -36,7 +36,9 @@ from voiced.errors import ConfigError
 from voiced.intents.base import AssistantControls, IntentMatch
 from voiced.intents.normalize import normalize
 from voiced.intents.template import fill, fill_json, json_strings, placeholders
+from voiced.user_tables import Publisher, TableError, topic_value
 
+__all__ = ["Publisher", "TableError", "UserIntent", "load_user_intents", "topic_value"]
 _LOGGER = logging.getLogger(__name__)
 HTTP_TIMEOUT_S = 5.0
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -51,28 +53,6 @@ _SPLIT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 INTENT_KEYS = frozenset({"name", "sentences", "slots", "reply", "mqtt", "http"})
 MQTT_KEYS = frozenset({"topic", "payload", "qos", "retain"})
 HTTP_KEYS = frozenset({"url", "method", "json", "headers"})
-
-
-class Publisher(Protocol):
-    """Sends an MQTT message without waiting (see voiced.control.mqtt.MqttPublisher)."""
-
-    def publish(
-        self, topic: str, payload: str | bytes, *, qos: int = 1, retain: bool = False
-    ) -> bool:
-        """Queue the message; False when it was dropped (not connected, queue full)."""
-        ...
-
-
-class TableError(ConfigError):
-    """A wrong ``[[intent]]`` or ``[[hook]]`` table: says which one and which key."""
-
-    def __init__(
-        self, section: str, index: int, name: str | None, key: str, problem: str,
-        fix: str | None = None,
-    ) -> None:  # fmt: skip
-        self.section, self.index, self.key = section, index, key
-        label = f"{section} #{index + 1}" + (f" ({name!r})" if name else "")
-        super().__init__(f"{label}: `{key}` {problem}", fix=fix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +76,6 @@ class Sentence:
     template: str
     pattern: re.Pattern[str]
     slots: tuple[str, ...]
-
-
-def topic_value(value: str) -> str:
-    """A slot value as one MQTT topic level: no wildcards, separators or spaces."""
-    return re.sub(r"[\s/#+]+", "_", value.strip()) or "_"
 
 
 def _url_value(value: str) -> str:

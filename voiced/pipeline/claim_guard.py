@@ -78,26 +78,30 @@ def verdict(reply_start: str, *, final: bool) -> bool | None:
 async def guard_claims(deltas: AsyncIterator[str]) -> AsyncIterator[str]:
     """``deltas`` as they come, unless the reply opens with a claim of having acted:
     then the model is stopped (the source is closed) and REPLACEMENT said instead."""
-    held = ""
-    async for delta in deltas:
-        held += delta
-        decision = verdict(held, final=False)
-        if decision is None:
-            continue
-        if decision:
-            await _close(deltas)
-            yield REPLACEMENT
-            return
-        yield held
-        break
-    else:
-        if held and verdict(held, final=True):
-            yield REPLACEMENT
-        elif held:
+    try:
+        held = ""
+        async for delta in deltas:
+            held += delta
+            decision = verdict(held, final=False)
+            if decision is None:
+                continue
+            if decision:
+                await _close(deltas)
+                yield REPLACEMENT
+                return
             yield held
-        return
-    async for delta in deltas:
-        yield delta
+            break
+        else:
+            if held and verdict(held, final=True):
+                yield REPLACEMENT
+            elif held:
+                yield held
+            return
+        async for delta in deltas:
+            yield delta
+    finally:
+        # Closed early by its consumer (speech failed): the model stops too.
+        await _close(deltas)
 
 
 async def _close(deltas: AsyncIterator[str]) -> None:

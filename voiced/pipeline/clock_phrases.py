@@ -14,19 +14,20 @@ import asyncio
 import concurrent.futures
 import logging
 
-from voiced.engines.tts import PiperTts
+from voiced.engines.base import TextToSpeech
 from voiced.errors import VoicedError
-from voiced.intents.builtin import clock_replies
+from voiced.intents.builtin import FIXED_REPLIES, clock_replies
 from voiced.pipeline.speech_text import clean_for_speech
 from voiced.ratelimit import RateLimitedLog
 
 CLOCK_GROUP = "clock"
+FIXED_GROUP = "fixed"
 SECONDS_PER_MINUTE = 60
 
 
 class ClockPhrases:
     def __init__(
-        self, tts: PiperTts, executor: concurrent.futures.Executor, errors_log: RateLimitedLog
+        self, tts: TextToSpeech, executor: concurrent.futures.Executor, errors_log: RateLimitedLog
     ) -> None:
         self._tts = tts
         self._executor = executor
@@ -51,3 +52,16 @@ class ClockPhrases:
             self._errors_log.log(
                 logging.WARNING, err.code, "could not prepare the clock replies: %s", err.message
             )
+
+
+async def prepare_fixed_replies(
+    tts: TextToSpeech, executor: concurrent.futures.Executor, errors_log: RateLimitedLog
+) -> None:
+    """The built-in intents' replies that never change, synthesised once at start."""
+    loop = asyncio.get_running_loop()
+    replies = [clean_for_speech(reply) for reply in FIXED_REPLIES]
+    try:
+        await loop.run_in_executor(executor, tts.prepare_phrases, FIXED_GROUP, replies)
+    except VoicedError as err:
+        errors_log.log(logging.WARNING, err.code, "could not prepare the fixed replies: %s",
+                       err.message)  # fmt: skip

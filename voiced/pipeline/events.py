@@ -43,6 +43,8 @@ class EventType(StrEnum):
     MUTED = "muted"
     MIC_LOST = "mic-lost"
     MIC_RESTORED = "mic-restored"
+    SPEAKER_LOST = "speaker-lost"
+    SPEAKER_RESTORED = "speaker-restored"
 
 
 @dataclass(frozen=True, slots=True)

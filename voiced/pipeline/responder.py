@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from voiced.engines.slm import Message, SlmEngine
 from voiced.errors import EngineError
-from voiced.intents.base import AssistantControls, IntentHandler, IntentMatch
+from voiced.intents.base import IntentHandler, IntentMatch, WorldView
 from voiced.intents.normalize import normalize
 from voiced.intents.unsupported import UnsupportedActions
 from voiced.pipeline.claim_guard import REPLACEMENT, guard_claims, verdict
@@ -19,6 +20,8 @@ from voiced.pipeline.conversation import Conversation
 from voiced.pipeline.model_prompt import clock_message, mentions_time, system_prompt
 from voiced.settings import SlmSettings
 
+Remember = Callable[[Callable[[], None]], None]
+"""Takes a memory write to do now or later (a speculative run holds it)."""
 FALLBACK_REPLY = "Sorry, I can only do local commands right now."
 WARM_UP_MESSAGE: Message = {"role": "user", "content": "Hi"}
 _LOGGER = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ async def _once(text: str) -> AsyncIterator[str]:
 class Responder:
     def __init__(
         self, handlers: Sequence[IntentHandler], slm: SlmEngine | None, settings: SlmSettings,
-        controls: AssistantControls, executor: concurrent.futures.Executor,
+        view: WorldView, executor: concurrent.futures.Executor,
     ) -> None:  # fmt: skip
         # Last, before the model: device commands nothing is set up for get a true
         # "I can't" instead of a model reply that might claim it acted.
@@ -63,7 +66,7 @@ class Responder:
         (static_prompt); see refresh_prompt."""
         self.slm = slm
         self.settings = settings
-        self.controls = controls
+        self.view = view
         self.executor = executor
         self.conversation = (
             Conversation(slm.count_tokens, budget_tokens=settings.memory_tokens,
@@ -86,14 +89,19 @@ class Responder:
             warm.add_done_callback(_log_warm_up_failure)
 
     def match_intent(self, text: str) -> IntentMatch | None:
+        """Pure: the first handler's match, or None. Changes nothing, however often."""
         normalized = normalize(text)
         for handler in self.handlers:
-            found = handler.match(normalized, self.controls)
+            found = handler.match(normalized, self.view)
             if found is not None:
                 return found
         return None
 
-    def respond(self, text: str, now_s: float) -> Response:
+    def respond(
+        self, text: str, now_s: float, *, remember: Remember | None = None
+    ) -> Response:
+        """``remember`` receives the memory write of a finished model reply instead of
+        it being done at once: a run holds it back until it is committed."""
         found = self.match_intent(text)
         if found is not None:
             return Response(found.intent, _once(found.reply), found, dict(found.slots))
@@ -103,12 +111,12 @@ class Responder:
         messages = [*clock, *self.conversation.messages_for(text, now_s)]
         proceed = threading.Event()
         proceed.set()
-        deltas = guard_claims(self._stream_slm(text, messages, now_s, proceed))
+        deltas = guard_claims(self._stream_slm(text, messages, now_s, proceed, remember))
         return Response(None, deltas, streamed=True, proceed=proceed)
 
     async def _stream_slm(
         self, text: str, messages: list[dict[str, str]], now_s: float,
-        proceed: threading.Event,
+        proceed: threading.Event, remember: Remember | None = None,
     ) -> AsyncIterator[str]:  # fmt: skip
         """Run the generator in its worker thread and hand deltas to the loop.
 
@@ -146,9 +154,14 @@ class Responder:
             # speculative turn cancelled half-way never happened.
             said = "".join(reply)
             # What was said, as guard_claims let it be said: never the claim.
-            self.conversation.remember(
-                text, REPLACEMENT if verdict(said, final=True) else said, now_s
-            )
+            write = functools.partial(
+                self.conversation.remember, text,
+                REPLACEMENT if verdict(said, final=True) else said, now_s,
+            )  # fmt: skip
+            if remember is None:
+                write()
+            else:
+                remember(write)
         finally:
             stop.set()
             proceed.set()  # a paused generation wakes to see the stop

@@ -10,14 +10,14 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 
 from voiced.audio.sinks import AudioSink
-from voiced.engines.tts import PiperTts
+from voiced.engines.base import TextToSpeech
 from voiced.errors import AudioError, EngineError
 from voiced.pipeline.speech_text import clean_for_speech
 
 
 class Speaker:
     def __init__(
-        self, tts: PiperTts, sink: AudioSink, executor: concurrent.futures.Executor,
+        self, tts: TextToSpeech, sink: AudioSink, executor: concurrent.futures.Executor,
         volume: Callable[[], float],
     ) -> None:  # fmt: skip
         self.tts = tts
@@ -29,6 +29,7 @@ class Speaker:
         self, chunks: asyncio.Queue[str | None], on_first_audio: Callable[[], None],
         gate: asyncio.Event, wanted: Callable[[], bool] = lambda: True,
         on_synthesized: Callable[[], None] = lambda: None,
+        on_enqueued: Callable[[float], None] = lambda _ms: None,
     ) -> str:  # fmt: skip
         """Synthesise each chunk as it arrives (None ends); returns the text spoken.
 
@@ -36,7 +37,8 @@ class Speaker:
         speculative turn has its first clause ready the moment it is committed.
         ``wanted`` is asked before every chunk reaches the sink: after a barge-in it
         says no at once, before the task's cancellation has run. ``on_synthesized``
-        is called whenever a chunk's audio is ready or the chunk turned out silent.
+        is called whenever a chunk's audio is ready or the chunk turned out silent;
+        ``on_enqueued`` with the length (ms) of each piece of audio given to the sink.
         """
         spoken: list[str] = []
         first = True
@@ -52,6 +54,7 @@ class Speaker:
                     return " ".join(spoken)
                 try:
                     self.sink.enqueue(self._scaled(pcm), self.tts.sample_rate_hz)
+                    on_enqueued(len(pcm) * 500.0 / self.tts.sample_rate_hz)
                 except OSError as err:
                     raise AudioError(f"the audio output failed: {err}",
                                      fix="check the speaker (voiced devices)") from err  # fmt: skip

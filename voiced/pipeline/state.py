@@ -1,8 +1,12 @@
-"""The assistant's state machine: one table says which trigger moves where.
+"""The assistant's public states, and the one table that says which trigger moves where.
 
-Keeping every transition in one table (instead of flags spread over classes)
-is what prevents the "stuck after mute" and "stuck after the first wake"
-failures users report in other assistants; every entry has a test.
+The session itself is one state object at a time (voiced.pipeline.session), each
+holding what that state needs; its public name is one of these. Every move the
+session makes is one of this table's entries (tests/test_turn_engine.py checks
+the moves of a busy session against it), which is what prevents the "stuck
+after mute" and "stuck after the first wake" failures users report in other
+assistants. One move is outside it: unmuting while an announcement plays goes
+to that announcement's state, not to idle.
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ DANGLING_WORDS = frozenset({
     "at", "by", "from", "about", "into", "than", "that", "this", "my", "your", "our",
     "their", "is", "are", "was", "were", "be", "what", "how", "why", "who", "where", "when",
     "which", "whose", "set", "turn", "play", "tell", "give", "make", "can", "could",
-    "would", "should", "will", "please", "um", "uh",
+    "would", "should", "will", "please", "um", "uh", "timer",
 })  # fmt: skip
+"""Words that ask for more. "timer" too: "Set a timer." is whole as a sentence but
+not as a command, and the duration usually follows after a breath."""
 
 
 def looks_like_full_sentence(text: str) -> bool:
