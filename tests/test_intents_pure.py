@@ -171,3 +171,18 @@ def test_the_utterance_buffer_has_a_cap() -> None:
     for _ in range(10):
         listening.append(bytes(320))
     assert len(listening.utterance) == 640
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("What day is it today?", "day"),
+        ("What's the date?", "day"),
+        ("What day is it tomorrow?", None),  # the model has the date; the intent says today's
+        ("What day was it yesterday?", None),
+        ("What day is Christmas this year?", None),
+    ],
+)
+def test_the_day_intent_answers_only_for_today(text: str, intent: str | None) -> None:
+    found = match(Controls(volume=1.0, now_ms=Clock()), text)
+    assert (found.intent if found else None) == intent

@@ -36,6 +36,11 @@ _NOT_NAMES = frozenset({"new", "all", "every", "this", "that", "other", "first",
                         "the", "my", "of", "on", "second", "minute", "hour"})  # fmt: skip
 _TIME = re.compile(r"\bwhat(?:s| is)? (?:the )?time\b|\bwhat time is it\b")
 _DAY = re.compile(r"\bwhat(?:s| is)? (?:the )?(?:day|date)\b|\bwhat day is it\b")
+_OTHER_DAY = re.compile(
+    r"\b(?:tomorrow|yesterday|next|last|ago|from now|until|christmas|birthday)\b"
+)
+"""A day question about another day ("what day is it tomorrow?") is the model's, which
+is given the date; the intent would answer with today's."""
 _STOP = re.compile(r"^(?:stop|cancel|never ?mind|be quiet|shut up|quiet|that's all|nothing)$")
 _LOUDER = re.compile(r"\b(?:louder|volume up|turn (?:it |the volume )?up|speak up)\b")
 _QUIETER = re.compile(r"\b(?:quieter|softer|volume down|turn (?:it |the volume )?down)\b")
@@ -164,7 +169,7 @@ class BuiltinIntents:
         return IntentMatch("time", time_reply(hour, minute))
 
     def _day(self, text: str, view: WorldView) -> IntentMatch | None:
-        if not _DAY.search(text):
+        if not _DAY.search(text) or _OTHER_DAY.search(text):
             return None
         _, _, weekday, day, month = view.local_time()
         return IntentMatch("day", day_reply(weekday, day, month))
