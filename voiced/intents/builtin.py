@@ -34,8 +34,8 @@ _TIME_LEFT = re.compile(
 _LEFT_NAMED = re.compile(r"\b(?:the|my)\s+(?P<name>[a-z]+(?: [a-z]+)?)\s+timer\b")
 _NOT_NAMES = frozenset({"new", "all", "every", "this", "that", "other", "first", "last", "a", "an",
                         "the", "my", "of", "on", "second", "minute", "hour"})  # fmt: skip
-_TIME = re.compile(r"\bwhat(?:s| is)? (?:the )?time\b|\bwhat time is it\b")
-_DAY = re.compile(r"\bwhat(?:s| is)? (?:the )?(?:day|date)\b|\bwhat day is it\b")
+_TIME = re.compile(r"\bwhat(?:s|'s| is)? (?:the )?time\b|\bwhat time is it\b")
+_DAY = re.compile(r"\bwhat(?:s|'s| is)? (?:the )?(?:day|date)\b|\bwhat day is it\b")
 _OTHER_DAY = re.compile(
     r"\b(?:tomorrow|yesterday|next|last|ago|from now|until|christmas|birthday)\b"
 )
