@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from tests.ct2_helpers import load_generator, teacher_forced_rates, tokens
 from tests.reference_llama import LlamaReference
 from voiced.errors import EngineError, ModelError
 from voiced.models.chat_template import render_chat
@@ -30,7 +31,6 @@ QUESTIONS = [
     "Explain photosynthesis in one sentence.",
 ]
 MAX_NEW_TOKENS = 24
-THREADS = 1  # spin-waiting worker threads crawl when other jobs share the 2 cores
 
 pytestmark = pytest.mark.models
 
@@ -93,17 +93,9 @@ def reference_greedy(reference: LlamaReference, prompts: list[list[int]]) -> lis
     return [reference.greedy(p, MAX_NEW_TOKENS, eos) for p in prompts]
 
 
-def _generator(model_dir: Path) -> ctranslate2.Generator:
-    return ctranslate2.Generator(str(model_dir), device="cpu", intra_threads=THREADS)
-
-
-def _tokens(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
-    return [tokenizer.id_to_token(i) for i in ids]
-
-
 def _greedy(generator: ctranslate2.Generator, tokenizer: Tokenizer, prompt: list[int]) -> list[int]:
     result = generator.generate_batch(
-        [_tokens(tokenizer, prompt)],
+        [tokens(tokenizer, prompt)],
         sampling_topk=1,
         max_length=MAX_NEW_TOKENS,
         include_prompt_in_result=False,
@@ -135,7 +127,7 @@ def test_float32_logits_match_reference(
 ) -> None:
     ids = prompts[1]
     expected = reference.logits(ids)
-    got = np.asarray(_generator(ct2_float32).forward_batch([_tokens(tokenizer, ids)]))[0]
+    got = np.asarray(load_generator(ct2_float32).forward_batch([tokens(tokenizer, ids)]))[0]
     assert got.shape == expected.shape
     # Logits span about +-38; float32 summation order alone explains ~1e-4.
     assert np.abs(got - expected).max() < 2e-3
@@ -147,7 +139,7 @@ def test_float32_greedy_ids_match_reference(
     prompts: list[list[int]],
     reference_greedy: list[list[int]],
 ) -> None:
-    generator = _generator(ct2_float32)
+    generator = load_generator(ct2_float32)
     for prompt, expected in zip(prompts, reference_greedy, strict=True):
         assert _greedy(generator, tokenizer, prompt) == expected
     assert sum(len(e) for e in reference_greedy) > 40  # real continuations, not instant stops
@@ -172,15 +164,8 @@ def test_int8_keeps_the_reference_token_in_its_top_five(
     its greedy text changes with the CPU (on an AMX Xeon "What is the capital of
     France?" got French nonsense). A broken conversion fails this by far.
     """
-    generator = _generator(ct2_int8)
-    inside, total = 0, 0
-    for prompt, continuation in zip(prompts, reference_greedy, strict=True):
-        ids = prompt + continuation
-        logits = np.asarray(generator.forward_batch([_tokens(tokenizer, ids)]))[0]
-        top5 = np.argsort(logits[len(prompt) - 1 : -1], axis=-1)[:, -5:]
-        inside += sum(int(token in row) for token, row in zip(continuation, top5, strict=True))
-        total += len(continuation)
-    assert inside / total >= 0.9
+    _, top5 = teacher_forced_rates(load_generator(ct2_int8), tokenizer, prompts, reference_greedy)
+    assert top5 >= 0.9
 
 
 def test_int8_top1_mostly_agrees_with_reference(
@@ -192,12 +177,12 @@ def test_int8_top1_mostly_agrees_with_reference(
 ) -> None:
     """Teacher-forced on the reference's own continuations, int8 picks the same next token
     at most positions (measured 0.80-0.88); a wrong conversion scores near 0."""
-    generator = _generator(ct2_int8)
+    generator = load_generator(ct2_int8)
     agree, total = 0, 0
     for prompt, continuation in zip(prompts, reference_greedy, strict=True):
         ids = prompt + continuation
         expected = reference.logits(ids)[len(prompt) - 1 :].argmax(-1)
-        logits = np.asarray(generator.forward_batch([_tokens(tokenizer, ids)]))[0]
+        logits = np.asarray(generator.forward_batch([tokens(tokenizer, ids)]))[0]
         got = logits[len(prompt) - 1 :].argmax(-1)
         agree += int((got == expected).sum())
         total += len(expected)

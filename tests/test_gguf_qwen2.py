@@ -13,12 +13,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import ctranslate2
 import gguf
 import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from tests.ct2_helpers import load_generator, teacher_forced_rates, tokens
 from tests.reference_llama import LlamaReference
 from voiced.models.chat_template import render_chat
 from voiced.models.gguf_convert import convert_gguf_to_ct2, quantize_int8_rows, read_hparams
@@ -27,7 +27,6 @@ from voiced.models.gguf_tokenizer import build_tokenizer_json, read_tokenizer_in
 QUESTIONS = ["What is the capital of France?", "Name three colours of the rainbow."]
 SYSTEM = "You are a helpful voice assistant. Answer in one short sentence."
 MAX_NEW_TOKENS = 12
-THREADS = 1
 
 pytestmark = pytest.mark.models
 
@@ -82,14 +81,6 @@ def reference_greedy(reference: LlamaReference, prompts: list[list[int]]) -> lis
     return [reference.greedy(p, MAX_NEW_TOKENS, end_of_turn) for p in prompts]
 
 
-def _generator(model_dir: Path) -> ctranslate2.Generator:
-    return ctranslate2.Generator(str(model_dir), device="cpu", intra_threads=THREADS)
-
-
-def _tokens(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
-    return [tokenizer.id_to_token(i) for i in ids]
-
-
 def test_hparams_are_qwen2s(reader: gguf.GGUFReader) -> None:
     hp = read_hparams(reader)
     assert (hp.architecture, hp.num_layers, hp.num_heads, hp.num_heads_kv) == ("qwen2", 24, 14, 2)
@@ -122,7 +113,7 @@ def test_float32_logits_match_reference(
 ) -> None:
     ids = prompts[1]
     expected = reference.logits(ids)
-    got = np.asarray(_generator(ct2_float32).forward_batch([_tokens(tokenizer, ids)]))[0]
+    got = np.asarray(load_generator(ct2_float32).forward_batch([tokens(tokenizer, ids)]))[0]
     assert got.shape == expected.shape == (len(ids), 151936)
     scale = np.abs(expected).max()
     assert np.abs(got - expected).max() < 2e-3 * scale
@@ -134,10 +125,10 @@ def test_float32_greedy_ids_match_reference(
     prompts: list[list[int]],
     reference_greedy: list[list[int]],
 ) -> None:
-    generator = _generator(ct2_float32)
+    generator = load_generator(ct2_float32)
     for prompt, expected in zip(prompts, reference_greedy, strict=True):
         result = generator.generate_batch(
-            [_tokens(tokenizer, prompt)], sampling_topk=1, max_length=MAX_NEW_TOKENS,
+            [tokens(tokenizer, prompt)], sampling_topk=1, max_length=MAX_NEW_TOKENS,
             include_prompt_in_result=False, end_token="<|im_end|>",
         )  # fmt: skip
         assert list(result[0].sequences_ids[0]) == expected
@@ -155,17 +146,11 @@ def test_int8_agrees_with_reference(
 ) -> None:
     """Teacher-forced on the reference's continuations, the prepared int8 model picks
     the same next token at most positions and keeps it in its top five nearly always."""
-    generator = _generator(int8_dir)
-    top1 = top5 = total = 0
-    for prompt, continuation in zip(prompts, reference_greedy, strict=True):
-        ids = prompt + continuation
-        logits = np.asarray(generator.forward_batch([_tokens(tokenizer, ids)]))[0]
-        best = np.argsort(logits[len(prompt) - 1 : -1], axis=-1)[:, -5:]
-        top1 += sum(int(t == row[-1]) for t, row in zip(continuation, best, strict=True))
-        top5 += sum(int(t in row) for t, row in zip(continuation, best, strict=True))
-        total += len(continuation)
-    assert top1 / total >= 0.75
-    assert top5 / total >= 0.9
+    top1, top5 = teacher_forced_rates(
+        load_generator(int8_dir), tokenizer, prompts, reference_greedy
+    )
+    assert top1 >= 0.75
+    assert top5 >= 0.9
 
 
 def test_int8_rows_equal_ctranslate2s_own_quantization() -> None:
