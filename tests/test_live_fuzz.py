@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -36,9 +34,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from tests.daemon_process import spawn_daemon
 from tests.test_mqtt import MOSQUITTO, Broker, free_port
 
-REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 120.0
 CALL_TIMEOUT_S = 30.0
 STATUSES: Counter[int] = Counter()
@@ -110,13 +108,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
         'commands = ["say", "ask", "listen", "stop", "mute"]\n'
     )
     log = folder / "daemon.log"
-    with log.open("w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "voiced", "run", "--config", str(config), "--input", "null",
-             "--output", "null", "--no-wake", "--models-dir", str(models_dir)],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=log_file, text=True,
-            env={**os.environ, "VOICED_LOG_LEVEL": "WARNING"},
-        )  # fmt: skip
+    process = spawn_daemon(config, models_dir, log, log_level="WARNING")
     running = Daemon(port, broker, process, log)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -4,9 +4,7 @@ intents and hooks of a running daemon without dropping its audio (issue 13)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -16,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from tests.daemon_process import spawn_daemon
 from tests.test_mqtt import free_port
 from voiced.errors import ConfigError
 from voiced.intents.user import load_user_intents
 
-REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 120.0
 CALL_TIMEOUT_S = 30.0
 
@@ -102,13 +100,7 @@ def test_sighup_rereads_intents_and_hooks_and_keeps_the_audio(
     config = tmp_path / "voiced.toml"
     config.write_text(CONFIG.format(port=port))
     log = tmp_path / "daemon.log"
-    with log.open("w") as log_file:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "voiced", "run", "--config", str(config), "--input", "null",
-             "--output", "null", "--no-wake", "--models-dir", str(models_dir)],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=log_file, text=True,
-            env={**os.environ, "VOICED_LOG_LEVEL": "INFO"},
-        )  # fmt: skip
+    daemon = spawn_daemon(config, models_dir, log, log_level="INFO")
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _ready(port):
