@@ -24,6 +24,18 @@ TFLITE_TYPES = {1: "float32", 3: "uint8", 9: "int8"}
 """TfLiteType values the wake-word engines accept."""
 
 
+def bundled_library(package_dir: Path, distribution: str, requirement: str) -> Path:
+    """The TFLite C library a wake-word package ships in its ``lib/`` folder."""
+    lib_dir = package_dir / "lib"
+    found = next(iter(sorted(lib_dir.glob("*tensorflowlite_c.*"))), None)
+    if found is None:
+        raise ModelError(
+            f"{distribution} has no TFLite library in {lib_dir}",
+            fix=f"pip install --force-reinstall '{requirement}'",
+        )
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class TensorShape:
     dims: tuple[int, ...]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from voiced.audio.format import FRAME_MS
-from voiced.engines.tflite_check import expect_input, input_shape
+from voiced.engines.tflite_check import bundled_library, expect_input, input_shape
 from voiced.engines.wake_names import MICRO_WAKE_WORDS
 from voiced.errors import ModelError
 
@@ -93,13 +93,8 @@ def _runtime_library() -> Any:
     import pymicro_wakeword
     from pymicro_wakeword.wakeword import TfLiteWakeWord
 
-    lib_dir = Path(pymicro_wakeword.__file__).parent / "lib"
-    found = next(iter(sorted(lib_dir.glob("*tensorflowlite_c.*"))), None)
-    if found is None:
-        raise ModelError(
-            f"pymicro-wakeword has no TFLite library in {lib_dir}",
-            fix="pip install --force-reinstall 'pymicro-wakeword>=2.5,<3'",
-        )
+    package_dir = Path(pymicro_wakeword.__file__).parent
+    found = bundled_library(package_dir, "pymicro-wakeword", "pymicro-wakeword>=2.5,<3")
     return TfLiteWakeWord(found).lib
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from voiced.audio.format import PIPELINE_RATE_HZ, SAMPLE_WIDTH_BYTES
-from voiced.engines.tflite_check import expect_input, input_shape, read_header
+from voiced.engines.tflite_check import bundled_library, expect_input, input_shape, read_header
 from voiced.engines.wake_names import OPEN_WAKE_WORDS
 from voiced.errors import ModelError
 
@@ -231,14 +231,8 @@ def _one_thread(holder: Any, prefix: str, input_shape: tuple[int, ...] | None) -
 def _runtime_library_path() -> Path:
     import pyopen_wakeword
 
-    lib_dir = Path(pyopen_wakeword.__file__).parent / "lib"
-    found = next(iter(sorted(lib_dir.glob("*tensorflowlite_c.*"))), None)
-    if found is None:
-        raise ModelError(
-            f"pyopen-wakeword has no TFLite library in {lib_dir}",
-            fix="pip install --force-reinstall 'pyopen-wakeword==1.1.0'",
-        )
-    return found
+    package_dir = Path(pyopen_wakeword.__file__).parent
+    return bundled_library(package_dir, "pyopen-wakeword", "pyopen-wakeword==1.1.0")
 
 
 def _runtime_library(path: Path) -> Any:
