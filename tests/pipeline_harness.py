@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,22 +29,9 @@ class PipelineRun:
     """The reply audio, 16 kHz int16 (time-aligned with the input when realtime)."""
     events: list[Event] = field(default_factory=list)
     onsets_samples: list[int] = field(default_factory=list)
-    max_loop_cpu_ms: float = 0.0
-    """The most CPU the event-loop thread spent between two ticks of a 5 ms timer:
-    what ran on the loop itself. Unlike the wall-clock lag it does not grow when
-    the loop merely waits for a core that the model threads are using."""
-    loop_ticks: int = 0
     volume: float = 1.0
     """The assistant's volume when the run ended."""
     timers_pending: int = 0
-
-
-async def loop_monitor(cpu_ms: list[float], interval_s: float = 0.005) -> None:
-    """Appends, per tick, the CPU ms the loop thread used since the previous tick."""
-    while True:
-        before = time.thread_time()
-        await asyncio.sleep(interval_s)
-        cpu_ms.append((time.thread_time() - before) * 1000.0)
 
 
 def run_pipeline(
@@ -67,24 +53,20 @@ def run_pipeline(
         bus.add_listener(lambda event: on_event(assistant, event))
     turns: list[TurnRecord] = []
     assistant.on_turn_done.append(turns.append)
-    loop_cpu_ms: list[float] = []
 
     async def main() -> None:
-        monitor = asyncio.create_task(loop_monitor(loop_cpu_ms))
         try:
             source = WavFileSource(wav, realtime=realtime)
             await asyncio.wait_for(run_stream(assistant, source, realtime=realtime),
                                    RUN_TIMEOUT_S)  # fmt: skip
         finally:
-            monitor.cancel()
             await assistant.close()
 
     asyncio.run(main())
     onsets = list(getattr(sink, "onset_samples", []))
     return PipelineRun(
         turns=turns, output=np.frombuffer(bytes(writer.pcm), dtype="<i2"), events=events,
-        onsets_samples=onsets, max_loop_cpu_ms=max(loop_cpu_ms, default=0.0),
-        loop_ticks=len(loop_cpu_ms), volume=assistant.volume,
+        onsets_samples=onsets, volume=assistant.volume,
         timers_pending=assistant.timers.pending,
     )  # fmt: skip
 
