@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voiced.engines.wake_names import wake_model_problem
+from voiced.engines.wake_names import WAKE_ACTIONS, wake_model_problem, word_name
 from voiced.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -29,6 +29,7 @@ COMPUTE_TYPES = frozenset(
 )  # fmt: skip
 """CTranslate2's compute types."""
 WAKE_ENGINES = frozenset({"micro", "open", "both"})
+MAX_EXTRA_WAKE_WORDS = 4
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful voice assistant on a small device. Answer in one or two short "
@@ -109,6 +110,18 @@ class SlmSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WakeWordSettings:
+    """One more word beside the wake word ([[wake.words]]), with its own action."""
+
+    model: str = ""
+    """A built-in word or a path, as ``wake.model`` (the same ``wake.engine``)."""
+    action: str = "stop"
+    """stop: end the reply, the ringing timer or the turn in flight without the wake
+    word (like the API's stop); wake: another word that starts listening; event:
+    nothing is done here, a ``word-heard`` event goes to hooks and MQTT."""
+
+
+@dataclass(frozen=True, slots=True)
 class WakeSettings:
     engine: str = "open"
     """micro (microWakeWord), open (openWakeWord) or both (either one firing wakes).
@@ -129,6 +142,9 @@ class WakeSettings:
     80 ms; 0 or up to 80: one score is enough)."""
     refractory_ms: int = 2000
     """After a detection, this much audio is ignored by every wake word."""
+    words: tuple[WakeWordSettings, ...] = ()
+    """More words heard at the same time, each with its action (at most
+    MAX_EXTRA_WAKE_WORDS; each costs CPU while there is sound)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +387,10 @@ def _coerce(hint: Any, value: object, path: tuple[str, ...], locator: _Locator) 
         return _coerce(options[0], value, path, locator)
     if origin is tuple:
         item = typing.get_args(hint)[0]
+        if dataclasses.is_dataclass(item):
+            if not isinstance(value, list):
+                raise _type_error(path, "a list of tables ([[...]])", value, locator)
+            return tuple(build(item, v, path, locator) for v in value)  # type: ignore[arg-type]
         want = "a list of strings" if item is str else "a list of tables ([[...]])"
         if not isinstance(value, list) or not all(
             isinstance(v, str if item is str else dict) for v in value
@@ -451,6 +471,7 @@ _CHOICES: dict[str, frozenset[str]] = {
     "slm.device": DEVICES,
     "slm.compute_type": COMPUTE_TYPES,
     "wake.engine": WAKE_ENGINES,
+    "wake.words.action": frozenset(WAKE_ACTIONS),
 }
 _ITEM_CHOICES: dict[str, frozenset[str]] = {
     "mqtt.commands": frozenset({"say", "ask", "listen", "stop", "mute"}),
@@ -511,3 +532,27 @@ def _check_wake(
             f"{locator.where((*key_path, key))}: `wake.model` {wake.model!r:.60}: {problem}",
             fix="change wake.model or wake.engine",
         )
+    where = locator.where((*key_path, "words"))
+    if len(wake.words) > MAX_EXTRA_WAKE_WORDS:
+        raise ConfigError(
+            f"{where}: `wake.words` lists {len(wake.words)} words; at most "
+            f"{MAX_EXTRA_WAKE_WORDS} (each one is scored on every frame)",
+            fix="remove some [[wake.words]]",
+        )
+    names = {word_name(wake.model): "wake.model"}
+    for index, word in enumerate(wake.words, start=1):
+        label = f"[[wake.words]] number {index}"
+        problem = wake_model_problem(wake.engine, word.model) if word.model else "it is missing"
+        if problem is not None:
+            raise ConfigError(
+                f"{where}: {label}: `model` {word.model!r:.60}: {problem}",
+                fix="give each [[wake.words]] a model the wake engine has",
+            )
+        name = word_name(word.model)
+        if name in names:
+            raise ConfigError(
+                f"{where}: {label}: `model` {word.model!r:.60} is the same word as "
+                f"{names[name]} ({name!r:.40}); each word must be heard apart",
+                fix="use another word, or a file with another name",
+            )
+        names[name] = label

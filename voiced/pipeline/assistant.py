@@ -24,6 +24,7 @@ from pathlib import Path
 from voiced.audio.format import PIPELINE_RATE_HZ, AudioFrame
 from voiced.audio.sinks import AudioSink
 from voiced.engines.loader import Engines
+from voiced.engines.wake_names import STOP
 from voiced.errors import BusyError, VoicedError
 from voiced.intents.base import IntentHandler
 from voiced.intents.builtin import BuiltinIntents
@@ -32,7 +33,7 @@ from voiced.pipeline.clock_phrases import ClockPhrases, prepare_fixed_replies
 from voiced.pipeline.controls import Controls
 from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.hearing import Ears, Hearing
-from voiced.pipeline.listener import Listener
+from voiced.pipeline.listener import Heard, Listener
 from voiced.pipeline.quiet import QuietGate
 from voiced.pipeline.responder import Responder
 from voiced.pipeline.run import RunContext
@@ -72,6 +73,7 @@ class Assistant:
         self.sink = sink
         self.bus = bus
         self.wake_mode = wake_mode and (engines.wake is not None or listener is not None)
+        self._stop_word = any(word.action == STOP for word in settings.wake.words)
         self.trace = trace
         self.workers = Workers(**executors) if executors else Workers.create()  # type: ignore[arg-type]  # fmt: skip
         # Everything loaded so far (models, tokenizers, tables) lives for the whole
@@ -198,9 +200,11 @@ class Assistant:
         listen = self.settings.listen
         speaking = isinstance(session, Responding)
         # Run only the detectors this state needs: idle in wake mode is the state
-        # the device spends its life in, so it pays for the wake word alone.
-        score_wake = self.wake_mode and not isinstance(session, Listening) and (
-            not speaking or listen.barge_in)  # fmt: skip
+        # the device spends its life in, so it pays for the wake word alone. A stop
+        # word is for the moments something is going on, so it is heard in them all.
+        score_wake = self.wake_mode and (
+            self._stop_word or (not isinstance(session, Listening)
+                                and (not speaking or listen.barge_in)))  # fmt: skip
         detect_speech = (
             isinstance(session, Listening) or (isinstance(session, Idle) and not self.wake_mode)
             or (speaking and listen.barge_in_on_speech)
@@ -208,8 +212,13 @@ class Assistant:
         heard = await self.hearing.hear(frame.pcm, score_wake=score_wake,
                                         detect_speech=detect_speech)  # fmt: skip
         session = self.turns.session  # hearing awaited: a control may have moved it
+        if heard.words:
+            self._words_heard(heard)
+            if heard.has(STOP):
+                self.stop()
+                return
         if isinstance(session, Responding):
-            if heard.wake or (listen.barge_in_on_speech and heard.speech):
+            if (heard.wake and listen.barge_in) or (listen.barge_in_on_speech and heard.speech):
                 self.turns.barge_in("wake word" if heard.wake else "speech")
                 listening = self.turns.session
                 if heard.speech and isinstance(listening, Listening):
@@ -223,6 +232,11 @@ class Assistant:
                 self.turns.idle_hear(heard.speech, frame)
         elif isinstance(session, Listening):
             self.turns.hear_in(session, heard.speech, heard.quiet, frame)
+
+    def _words_heard(self, heard: Heard) -> None:
+        for word in heard.words:
+            self.bus.publish(Event(EventType.WORD_HEARD,
+                                   {"word": word.word, "action": word.action}, self.now_ms()))
 
     def _prepare_clock_replies(self) -> None:
         now_s = time.time()

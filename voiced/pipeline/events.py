@@ -39,6 +39,8 @@ class EventType(StrEnum):
     PLAYBACK_START = "playback-start"
     PLAYBACK_END = "playback-end"
     BARGE_IN = "barge-in"
+    WORD_HEARD = "word-heard"
+    """voiced's own: a [[wake.words]] word other than the wake word (data: word, action)."""
     TIMER_FIRED = "timer-fired"
     MUTED = "muted"
     MIC_LOST = "mic-lost"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voiced.engines.base import WakeWord
+from voiced.engines.wake_names import WAKE
+from voiced.engines.wake_set import Detection
 from voiced.pipeline.quiet import QuietGate
 from voiced.pipeline.vad import WebRtcVad
 
@@ -17,6 +19,12 @@ class Heard:
     """The frame holds speech (webrtcvad)."""
     quiet: bool = False
     """The frame's level is down at the noise floor (see voiced.pipeline.quiet)."""
+    words: tuple[Detection, ...] = ()
+    """Words other than the wake word that ended on this frame ([[wake.words]] with
+    another action: stop, event)."""
+
+    def has(self, action: str) -> bool:
+        return any(word.action == action for word in self.words)
 
 
 class Listener:
@@ -40,15 +48,19 @@ class Listener:
 
     def hear(self, pcm: bytes, *, score_wake: bool, detect_speech: bool) -> Heard:
         wake = False
+        words: tuple[Detection, ...] = ()
         if self.wake is not None:
+            if score_wake and self.wake.process(pcm):
+                found = getattr(self.wake, "detections", None) or (Detection("", WAKE),)
+                wake = any(word.action == WAKE for word in found)
+                words = tuple(word for word in found if word.action != WAKE)
             if score_wake:
-                wake = self.wake.process(pcm)
                 self._wake_dirty = True
             elif self._wake_dirty:
                 # Frames were skipped: stale partial scores must not join new audio.
                 self.wake.reset()
                 self._wake_dirty = False
         if not detect_speech:
-            return Heard(wake=wake, speech=False)
+            return Heard(wake=wake, speech=False, words=words)
         quiet = self.quiet_gate is not None and self.quiet_gate.is_quiet(pcm)
-        return Heard(wake=wake, speech=self.vad.is_speech(pcm), quiet=quiet)
+        return Heard(wake=wake, speech=self.vad.is_speech(pcm), quiet=quiet, words=words)
