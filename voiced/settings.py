@@ -242,6 +242,27 @@ class MqttSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HouseSettings:
+    """Several devices in one house, agreeing over the MQTT broker (README, Several rooms)."""
+
+    arbitrate: bool = True
+    """With [mqtt] configured: devices that heard the same wake word agree which one
+    answers (the one that heard it loudest); the others drop the turn silently."""
+    window_ms: int = 200
+    """How long after its wake word a device waits for the others' claims, while it
+    goes on recording (the user is still speaking, so the wait costs no latency)."""
+    area: str = ""
+    """This device's room (kitchen, living_room): voiced/room/<area>/say reaches it."""
+    devices: tuple[str, ...] = ()
+    """Device ids whose claims count (empty: any device on the broker)."""
+    result_timeout_s: float = 3.0
+    """A winner says at once that it took the wake; one that has not this long after
+    our own wait ended is ignored for distrust_s, so neither a device that crashed nor
+    a client forging claims can keep the house deaf."""
+    distrust_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     models_dir: str | None = None
     profile: str | None = None
@@ -253,6 +274,7 @@ class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    house: HouseSettings = field(default_factory=HouseSettings)
     intent: tuple[dict[str, Any], ...] = ()
     """User intents ([[intent]] tables), validated by the intents module."""
     hook: tuple[dict[str, Any], ...] = ()
@@ -375,6 +397,8 @@ def build(cls: type[T], data: object, key_path: tuple[str, ...], locator: _Locat
         _check_listen(result, data, key_path, locator)
     if isinstance(result, WakeSettings):
         _check_wake(result, data, key_path, locator)
+    if isinstance(result, HouseSettings):
+        _check_house(result, key_path, locator)
     return result
 
 
@@ -463,6 +487,9 @@ _RANGES: dict[str, _Range] = {
     "audio.mic_lost_exit_s": _Range(0, 86_400),
     "audio.capture_sample_rate_hz": _Range(8000, 192_000),
     "mqtt.port": _Range(1, 65535),
+    "house.window_ms": _Range(0, 2000),
+    "house.result_timeout_s": _Range(0.5, 60),
+    "house.distrust_s": _Range(0, 86_400),
 }
 """Ranges of numeric settings, by dotted key."""
 _CHOICES: dict[str, frozenset[str]] = {
@@ -519,6 +546,22 @@ def _check_listen(
             f"must be less than `listen.silence_end_ms` ({final})",
             fix="lower listen.speculative_silence_ms, or set it to 0 to turn it off",
         )
+
+
+TOPIC_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+"""A device id or an area as it appears in an MQTT topic level."""
+
+
+def _check_house(house: HouseSettings, key_path: tuple[str, ...], locator: _Locator) -> None:
+    """Areas and device ids become topic levels: no wildcards, slashes or spaces."""
+    for key, values in (("area", (house.area,) if house.area else ()), ("devices", house.devices)):
+        for value in values:
+            if not TOPIC_NAME.fullmatch(value):
+                raise ConfigError(
+                    f"{locator.where((*key_path, key))}: `house.{key}` {value!r:.40} must be "
+                    "1-64 of a-z, 0-9, _ and -",
+                    fix="e.g. living_room",
+                )
 
 
 def _check_wake(

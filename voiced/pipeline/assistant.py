@@ -26,6 +26,7 @@ from voiced.audio.sinks import AudioSink
 from voiced.engines.loader import Engines
 from voiced.engines.wake_names import STOP
 from voiced.errors import BusyError, VoicedError
+from voiced.house.arbiter import HouseArbiter
 from voiced.intents.base import IntentHandler
 from voiced.intents.builtin import BuiltinIntents
 from voiced.pipeline.clock import StreamClock
@@ -63,9 +64,11 @@ class Assistant:
         extra_intents: list[IntentHandler] | None = None, listener: Ears | None = None,
         executors: Mapping[str, concurrent.futures.Executor] | None = None,
         clock: Callable[[], float] = time.monotonic, state_dir: Path | None = None,
+        house: HouseArbiter | None = None,
     ) -> None:  # fmt: skip
         """``listener``, ``executors`` (listen/asr/slm/tts) and ``clock`` are seams for
-        tests; ``state_dir`` keeps the timers across restarts."""
+        tests; ``state_dir`` keeps the timers across restarts; ``house`` agrees with
+        the other devices which one answers a wake word (voiced.house)."""
         if engines.asr is None or engines.tts is None:
             raise VoicedError("the assistant needs the ASR and TTS engines")
         self.settings = settings
@@ -117,6 +120,9 @@ class Assistant:
             listen, self._ctx, bus, self.hearing,
             wake_word=engines.paths.names.get("wake", ""), record=self._record,
         )  # fmt: skip
+        self.house = house
+        if house is not None:
+            self.on_turn_done.append(house.turn_done)
         self._background: set[asyncio.Task[None]] = set()
         self._asks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -189,6 +195,9 @@ class Assistant:
                 prepare_fixed_replies(self.speaker.tts, self.workers.tts, self._errors_log)))
         self.clock.advance(frame.end_sample)
         self.sink.tick(frame.num_samples)
+        if self.house is not None:
+            for contest in self.house.tick(self.now_ms()):
+                self.turns.house_verdict(contest)
         for label in self.controls.due_alerts():
             self.bus.publish(Event(EventType.TIMER_FIRED, {"label": label}, self.now_ms()))
         session = self.turns.session
@@ -221,17 +230,24 @@ class Assistant:
             if (heard.wake and listen.barge_in) or (listen.barge_in_on_speech and heard.speech):
                 self.turns.barge_in("wake word" if heard.wake else "speech")
                 listening = self.turns.session
+                if heard.wake and isinstance(listening, Listening):
+                    self._contest(listening, heard)
                 if heard.speech and isinstance(listening, Listening):
                     self.turns.hear_in(listening, heard.speech, heard.quiet, frame)
         elif isinstance(session, Idle):
             self.hearing.preroll.append(frame.pcm)
             self._prepare_clock_replies()
             if heard.wake:
-                self.turns.start_listening(wake=True)
+                self._contest(self.turns.start_listening(wake=True), heard)
             elif not self.turns.start_announcement() and not self.wake_mode:
                 self.turns.idle_hear(heard.speech, frame)
         elif isinstance(session, Listening):
             self.turns.hear_in(session, heard.speech, heard.quiet, frame)
+
+    def _contest(self, listening: Listening, heard: Heard) -> None:
+        if self.house is not None:
+            contest = self.house.open(listening.turn.turn_id, heard.wake_level_db, self.now_ms())
+            self.turns.contest_wake(listening, contest)
 
     def _words_heard(self, heard: Heard) -> None:
         for word in heard.words:
