@@ -222,6 +222,7 @@ def test_house_settings_are_checked() -> None:
     for toml, says in [
         ('[house]\narea = "living room"', "`house.area` 'living room' must be"),
         ('[house]\ndevices = ["hall", "a/b"]', "`house.devices` 'a/b' must be"),
+        ('[house]\nrooms = ["living room"]', "`house.rooms` 'living room' must be"),
         ("[house]\nwindow_ms = 5000", "`house.window_ms` must be between 0 and 2000"),
         ("[house]\nresult_timeout_s = 0", "`house.result_timeout_s` must be between 0.5"),
     ]:
@@ -242,3 +243,41 @@ def test_a_wake_another_device_already_took_is_left_to_it_however_loud() -> None
     run = run_paced(question(house, *steps), wake_mode=True, house=house)
     assert answered(run) == ["answered_elsewhere"]
     assert run.of(EventType.ANSWERED_ELSEWHERE)[0].data["winner"] == "zz-hall"
+
+
+class Published:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def publish(self, topic: str, payload: str | bytes, *, qos: int = 1,
+                retain: bool = False) -> bool:  # fmt: skip
+        self.sent.append((topic, str(payload)))
+        return True
+
+
+def test_tell_another_room_sends_one_announcement_there() -> None:
+    from voiced.house.room_intent import RoomAnnouncements
+
+    published = Published()
+    rooms = RoomAnnouncements(("kitchen", "living_room"), published)
+    script = Script().silence(300).say("Tell the kitchen dinner is ready.").silence(1500)
+    script.say("Tell everyone that the film starts.").silence(1500)
+    script.say("Announce in the living room time for bed.").silence(1500)
+    script.say("Tell the garage to open.").silence(1500)
+    run = run_paced(script, intents=[rooms])
+    replies = [t.reply for t in run.voice_turns()]
+    assert replies[:3] == ["Telling the kitchen.", "Telling everyone.", "Telling the living room."]
+    assert run.voice_turns()[3].intent != "room_announcement", "no garage in [house] rooms"
+    assert published.sent == [
+        ("voiced/room/kitchen/say", "Dinner is ready."),
+        ("voiced/house/say", "The film starts."),
+        ("voiced/room/living_room/say", "Time for bed."),
+    ], "each spoken once, though the speculative turn matched it more often"
+
+
+def test_tell_me_a_joke_is_not_a_room() -> None:
+    from voiced.house.room_intent import RoomAnnouncements
+
+    rooms = RoomAnnouncements(("kitchen",), Published())
+    for text in ("tell me a joke", "tell the truth", "tell kitchen", "say hello"):
+        assert rooms.match(text, None) is None, text  # type: ignore[arg-type]
