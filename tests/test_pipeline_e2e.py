@@ -59,9 +59,11 @@ def test_wake_word_question_round_trip(
     with wave.open(str(prompt)) as src:
         assert reply.size >= src.getnframes(), "the aligned output covers the whole input"
     first_sound = int(np.argmax(reply != 0))
-    # The reply starts where the trace says it does: audio queued while a frame is
-    # processed starts at the next 10 ms tick, so allow a frame or two of slack.
-    assert abs(first_sound / 16 - turn["first_audio_ms"]) <= 30
+    # The reply starts where the trace says it does. Audio queued while a frame is
+    # processed starts at the next 10 ms tick, and the trace's clock adds the wall
+    # time since the last frame, which grows when the CPU is busy (34 ms was seen
+    # under load): a frame's slack is not enough, a tenth of a second is.
+    assert abs(first_sound / 16 - turn["first_audio_ms"]) <= 100
     assert np.abs(reply[: int(turn["speech_end_ms"] * 16)]).max() == 0, "silent before the reply"
     assert engines.asr is not None
     heard = engines.asr.transcribe(reply[first_sound:].tobytes()).text
@@ -89,6 +91,24 @@ def test_bad_input_files_give_a_clear_error(
     assert result.returncode == 4, result.stderr
     assert "Traceback" not in result.stderr
     assert "error[audio]" in result.stderr and message.lower() in result.stderr.lower()
+
+
+def test_a_quick_error_after_loading_never_aborts_at_exit(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    """An input that fails once the models are loaded (and the language model warmed
+    up) used to abort the process at exit in about half the runs (exit 134,
+    "terminate called without an active exception"): CTranslate2 freed a callback
+    in its own thread after the interpreter had begun to shut down."""
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    codes = []
+    for _ in range(5):
+        result = voiced("run", "--input", str(empty), "--output", "null", "--no-wake",
+                        models_dir=models_dir)  # fmt: skip
+        codes.append(result.returncode)
+        assert "terminate called" not in result.stderr
+    assert codes == [4] * 5
 
 
 def test_48khz_stereo_input_is_resampled(

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
 
 import voiced
 from voiced.cli import bench_cmd, models_cmd, run_cmd, service_cmd, speech_cmd
+from voiced.engines.slm import wait_all_released
 from voiced.errors import VoicedError
 from voiced.logs import setup_logging
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+EXIT_RELEASE_TIMEOUT_S = 2.0
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 
@@ -58,6 +61,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    code = _run(args)
+    # Native work left for the interpreter's exit aborts the process ("terminate
+    # called without an active exception", exit 134): CTranslate2 frees the last
+    # reply's callbacks in its own thread, and an error's traceback holds the models
+    # in a reference cycle. Both are let go of here, while the interpreter runs.
+    wait_all_released(EXIT_RELEASE_TIMEOUT_S)
+    gc.collect()
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         result: int = args.func(args)
         return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from voiced.errors import EngineError, ModelError
 from voiced.settings import SlmSettings
 
 Message = dict[str, str]
+_ENGINES: weakref.WeakSet[SlmEngine] = weakref.WeakSet()
 MAX_PAUSE_S = 1.0
 """Longest a paused generation waits before going on regardless: a pause is a
 preference for the CPU, never a way to stall a reply."""
@@ -40,6 +42,9 @@ class SlmEngine:
         from tokenizers import Tokenizer
 
         self.settings = settings
+        self._callbacks_alive = 0
+        self._callbacks_freed = threading.Condition()
+        _ENGINES.add(self)
         try:
             self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
             self.template = (model_dir / "chat_template.jinja").read_text(encoding="utf-8")
@@ -94,6 +99,8 @@ class SlmEngine:
                         break
             return cancel is not None and cancel.is_set()
 
+        self._track(between_tokens)
+
         system = [{"role": "system", "content": system_prompt}]
         static_text = self.render(system, add_generation_prompt=False)
         full_text = self.render(system + history)
@@ -126,5 +133,30 @@ class SlmEngine:
             if close is not None:
                 close()
 
+    def _track(self, callback: Any) -> None:
+        """CTranslate2 frees a job's Python callbacks (ours, and the one its own
+        generate_tokens wraps around it) in its own thread, a moment after the last
+        token, and needs the GIL for that: at interpreter exit that thread is killed
+        and the process aborts. Counted so that an exit can wait for them."""
+        with self._callbacks_freed:
+            self._callbacks_alive += 1
+        weakref.finalize(callback, self._freed)
+
+    def _freed(self) -> None:
+        with self._callbacks_freed:
+            self._callbacks_alive -= 1
+            self._callbacks_freed.notify_all()
+
+    def wait_released(self, timeout_s: float) -> bool:
+        """Blocking: until CTranslate2 let go of every callback (True), or the timeout."""
+        with self._callbacks_freed:
+            return self._callbacks_freed.wait_for(lambda: self._callbacks_alive == 0, timeout_s)
+
     def reply(self, system_prompt: str, history: list[Message], *, max_tokens: int) -> str:
         return "".join(self.stream_reply(system_prompt, history, max_tokens=max_tokens))
+
+
+def wait_all_released(timeout_s: float) -> bool:
+    """Blocking, before the process exits: until CTranslate2 has let go of every
+    callback of every loaded language model (see SlmEngine._track)."""
+    return all(engine.wait_released(timeout_s) for engine in list(_ENGINES))
