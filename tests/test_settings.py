@@ -14,7 +14,13 @@ import pytest
 from voiced import settings as settings_module
 from voiced.errors import ConfigError
 from voiced.models.manifest import Role, load_manifest
-from voiced.settings import MAX_CONFIG_BYTES, Settings, load_settings, parse_settings
+from voiced.settings import (
+    MAX_CONFIG_BYTES,
+    Settings,
+    load_settings,
+    parse_host_port,
+    parse_settings,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,6 +58,11 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "ca_file": "/etc/ca.pem", "device_id": "kitchen", "discovery_prefix": "ha",
         "password_file": "/etc/voiced/credentials/mqtt_password", "commands": ("say", "mute"),
         "transcripts": False,
+    },
+    "wyoming": {
+        "listen": "0.0.0.0:10700", "satellite": False, "asr": False, "tts": False,
+        "wake": False, "handle": False, "area": "Kitchen", "zeroconf": False,
+        "max_connections": 4, "max_audio_s": 20.0, "queue_wait_s": 3.0,
     },
 }  # fmt: skip
 TOP_LEVEL: dict[str, Any] = {"models_dir": "/var/lib/voiced/models", "profile": "rpi5"}
@@ -373,3 +384,24 @@ def test_a_directory_is_not_a_config_file(tmp_path: Path) -> None:
 
 def test_shipped_example_config_parses() -> None:
     load_settings(REPO / "systemd" / "voiced.example.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[wyoming]\nlisten = "10700"', "must be HOST:PORT"),
+        ('[wyoming]\nlisten = "host:99999"', "must be HOST:PORT"),
+        ("[wyoming]\nmax_connections = 0", "`wyoming.max_connections` must be between 1"),
+        ("[wyoming]\nmax_audio_s = 1000", "`wyoming.max_audio_s` must be between 1"),
+        (f'[wyoming]\narea = "{"x" * 101}"', "`wyoming.area` is 101 characters"),
+    ],
+)
+def test_wyoming_settings_are_checked(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_settings(text)
+
+
+def test_wyoming_is_off_by_default_and_its_short_listen_is_loopback() -> None:
+    assert Settings().wyoming.listen is None
+    assert parse_host_port(":10700", "127.0.0.1") == ("127.0.0.1", 10700)
+    assert parse_host_port("[::1]:10700", "127.0.0.1") == ("::1", 10700)

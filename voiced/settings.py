@@ -226,6 +226,39 @@ class MqttSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WyomingSettings:
+    """Home Assistant's Wyoming protocol (voiced.wyoming): off unless ``listen`` is set."""
+
+    listen: str | None = None
+    """HOST:PORT to serve on (``:10700`` is loopback; 10700 is the satellites'
+    conventional port). Nothing authenticates a Wyoming peer: bind to the LAN only
+    where everyone on it may use the assistant."""
+    satellite: bool = True
+    """Home Assistant may run voiced's turns: voiced's wake word, microphone and
+    speaker, Home Assistant's pipeline."""
+    asr: bool = True
+    """Serve speech-to-text (voiced's Whisper) to any Wyoming client."""
+    tts: bool = True
+    """Serve text-to-speech (voiced's Piper voice)."""
+    wake: bool = True
+    """Serve wake-word detection on a client's audio (voiced's wake word)."""
+    handle: bool = True
+    """Serve conversation: text in, voiced's intents and language model, reply out."""
+    area: str = ""
+    """The room Home Assistant puts the satellite in (empty: Home Assistant asks)."""
+    zeroconf: bool = True
+    """Announce the server as ``_wyoming._tcp`` so Home Assistant discovers it (only
+    when bound to a non-loopback address)."""
+    max_connections: int = 8
+    """Connections served at once; more are closed at once."""
+    max_audio_s: float = 30.0
+    """The longest audio one transcribe or detect request may send."""
+    queue_wait_s: float = 10.0
+    """How long a service request waits for voiced's engine (the local voice path
+    and one Wyoming request at a time come first) before it is answered busy."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     models_dir: str | None = None
     profile: str | None = None
@@ -237,6 +270,7 @@ class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    wyoming: WyomingSettings = field(default_factory=WyomingSettings)
     intent: tuple[dict[str, Any], ...] = ()
     """User intents ([[intent]] tables), validated by the intents module."""
     hook: tuple[dict[str, Any], ...] = ()
@@ -359,6 +393,8 @@ def build(cls: type[T], data: object, key_path: tuple[str, ...], locator: _Locat
         _check_listen(result, data, key_path, locator)
     if isinstance(result, WakeSettings):
         _check_wake(result, data, key_path, locator)
+    if isinstance(result, WyomingSettings) and result.listen is not None:
+        _check_host_port(result.listen, (*key_path, "listen"), locator)
     return result
 
 
@@ -443,6 +479,9 @@ _RANGES: dict[str, _Range] = {
     "audio.mic_lost_exit_s": _Range(0, 86_400),
     "audio.capture_sample_rate_hz": _Range(8000, 192_000),
     "mqtt.port": _Range(1, 65535),
+    "wyoming.max_connections": _Range(1, 64),
+    "wyoming.max_audio_s": _Range(1, 120),
+    "wyoming.queue_wait_s": _Range(0, 300),
 }
 """Ranges of numeric settings, by dotted key."""
 _CHOICES: dict[str, frozenset[str]] = {
@@ -457,7 +496,9 @@ _ITEM_CHOICES: dict[str, frozenset[str]] = {
 }
 """Allowed items of list settings, by dotted key."""
 """Allowed values of string settings, by dotted key."""
-_MAX_CHARS: dict[str, int] = {"asr.vocabulary_prompt": 1000, "slm.system_prompt": 4000}
+_MAX_CHARS: dict[str, int] = {
+    "asr.vocabulary_prompt": 1000, "slm.system_prompt": 4000, "wyoming.area": 100,
+}  # fmt: skip
 """Longest text settings; Whisper keeps only ~220 tokens of prompt anyway."""
 
 
@@ -510,4 +551,22 @@ def _check_wake(
         raise ConfigError(
             f"{locator.where((*key_path, key))}: `wake.model` {wake.model!r:.60}: {problem}",
             fix="change wake.model or wake.engine",
+        )
+
+
+def parse_host_port(value: str, default_host: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[::1]:10700``; ``:10700`` for ``default_host``) -> (host, port);
+    None when it is not one."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        return None
+    return host.strip("[]") or default_host, int(port_text)
+
+
+def _check_host_port(value: str, path: tuple[str, ...], locator: _Locator) -> None:
+    if parse_host_port(value, "127.0.0.1") is None:
+        dotted = ".".join(path)
+        raise ConfigError(
+            f"{locator.where(path)}: `{dotted}` must be HOST:PORT, not {value!r:.60}",
+            fix='e.g. ":10700" (loopback) or "0.0.0.0:10700" (the LAN)',
         )
