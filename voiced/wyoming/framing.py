@@ -60,7 +60,7 @@ async def read_event(reader: asyncio.StreamReader) -> Event | None:
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # JSONDecodeError: a ValueError
         raise FrameError(f"the {what} is not JSON: {err}") from err
     if not isinstance(value, dict):
         raise FrameError(f"the {what} is not a JSON object")
