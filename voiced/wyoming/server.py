@@ -80,6 +80,13 @@ class WyomingServer:
             self.offered.services.close()
 
 
+def _is_ipv4(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).version == 4
+    except ValueError:
+        return False
+
+
 def ipaddress_is_unspecified(host: str) -> bool:
     """0.0.0.0 or :: (every interface): zeroconf needs the address peers reach."""
     try:
@@ -154,7 +161,13 @@ async def start_wyoming(
             server.port,
         )
         address = host if not ipaddress_is_unspecified(host) else outward_address()
-        if wyoming.zeroconf and address is not None:
+        if wyoming.zeroconf and not _is_ipv4(address):
+            _LOGGER.info(
+                "wyoming: no zeroconf announcement for %s (IPv4 addresses only); "
+                "add the integration by host and port",
+                address or host,
+            )
+        elif wyoming.zeroconf and address is not None:
             server.announcer = Announcer(
                 instance_name(device_id, server.port), address, server.port
             )
