@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from voiced.engines.base import WakeWord
 from voiced.errors import BusyError
 from voiced.pipeline.assistant import Assistant
+from voiced.pipeline.chunker import ChunkerSettings, SpeechChunker
 from voiced.pipeline.speech_text import clean_for_speech
 from voiced.pipeline.state import State
 from voiced.settings import WyomingSettings
@@ -106,7 +107,8 @@ class Services:
         return self.assistant.engines.tts.sample_rate_hz
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
-        """int16 PCM at ``tts_rate_hz``, one piece per sentence as each is ready."""
+        """int16 PCM at ``tts_rate_hz``, the first clause, then sentence by sentence, each
+        as soon as it is ready."""
         speakable = clean_for_speech(text)
         if not speakable:
             return
@@ -116,10 +118,19 @@ class Services:
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
         stop = threading.Event()
 
+        # Cut at the first clause (a comma after three words), then at sentences:
+        # the first audio goes out after the first clause is synthesised, and the
+        # rest is synthesised while it plays, in natural pauses.
+        chunker = SpeechChunker(ChunkerSettings())
+        pieces = [*chunker.feed(speakable + " "), *chunker.flush()]
+
         def produce() -> None:
             try:
-                for pcm in tts.synthesize(speakable, stop):
-                    loop.call_soon_threadsafe(queue.put_nowait, pcm)
+                for piece in pieces:
+                    for pcm in tts.synthesize(piece, stop):
+                        if stop.is_set():
+                            return
+                        loop.call_soon_threadsafe(queue.put_nowait, pcm)
             except Exception as err:  # noqa: BLE001 - handed to the loop, reported there
                 loop.call_soon_threadsafe(queue.put_nowait, err)
             finally:
