@@ -90,7 +90,7 @@ class Services:
         engines, workers = self.assistant.engines, self.assistant.workers
         assert engines.asr is not None
         abandon = threading.Event()
-        call = functools.partial(engines.asr.transcribe, pcm, abandon=abandon)
+        call = functools.partial(engines.asr.transcribe, pcm, careful=True, abandon=abandon)
         async with self.asr_slot.hold():
             try:
                 result = await asyncio.get_running_loop().run_in_executor(workers.asr, call)
