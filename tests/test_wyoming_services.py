@@ -178,3 +178,25 @@ def test_output_audio_is_real_speech(engines: Engines) -> None:
 
     pcm = asyncio.run(main())
     assert float(np.abs(np.frombuffer(pcm, dtype="<i2")).mean()) > 100
+
+
+def test_a_wake_stream_may_outlast_max_audio_s_and_a_transcription_may_not(
+    engines: Engines, tts: PiperTts
+) -> None:
+    long_wait = compose(tts, [2.5, "Hey Jarvis.", 1.0])  # the cap below is 1 s
+
+    async def main() -> tuple[Event | None, Event | None]:
+        async with running_voiced(engines, wyoming_settings(max_audio_s=1.0)) as voiced:
+            async with client_of(voiced) as client:
+                await client.write_event(Detect().event())
+                await send_audio(client, long_wait, PIPELINE_RATE_HZ)
+                heard = await read(client)
+            async with client_of(voiced) as client:
+                await client.write_event(Transcribe().event())
+                await send_audio(client, long_wait, PIPELINE_RATE_HZ)
+                refused = await read(client)
+        return heard, refused
+
+    heard, refused = asyncio.run(main())
+    assert heard is not None and (heard.type, heard.data["name"]) == ("detection", "hey_jarvis")
+    assert refused is not None and (refused.type, refused.data["code"]) == ("error", "too-long")

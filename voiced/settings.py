@@ -252,7 +252,8 @@ class WyomingSettings:
     max_connections: int = 8
     """Connections served at once; more are closed at once."""
     max_audio_s: float = 30.0
-    """The longest audio one transcribe or detect request may send."""
+    """The longest audio one transcribe request may send (a wake-word stream, kept
+    by nobody, runs for as long as its client waits)."""
     queue_wait_s: float = 10.0
     """How long a service request waits for voiced's engine (the local voice path
     and one Wyoming request at a time come first) before it is answered busy."""

@@ -3,7 +3,8 @@
 Any rate from 8 to 48 kHz and one or two channels are taken and converted to
 pipeline PCM (16 kHz mono int16) by soxr, chunk by chunk; any other sample width
 is refused with a clear error (only 16-bit is common, and guessing would be
-noise). The whole request is capped at ``max_audio_s``.
+noise). A speech-to-text request is capped at ``max_audio_s``; a wake-word
+stream is not (it is consumed as it comes, for as long as the client waits).
 """
 
 from __future__ import annotations
@@ -47,17 +48,20 @@ def audio_format(data: dict[str, Any]) -> tuple[int, int, int]:
 class AudioIn:
     """One request's audio: ``add`` each chunk, ``finish`` at audio-stop."""
 
-    def __init__(self, rate_hz: int, channels: int, *, max_audio_s: float) -> None:
+    def __init__(self, rate_hz: int, channels: int, *, max_audio_s: float | None) -> None:
+        """``max_audio_s`` None: no cap (a wake-word stream, which nothing keeps)."""
         self.rate_hz, self.channels = rate_hz, channels
         self._resampler = StreamResampler(rate_hz, channels)
         self._frame_bytes = SAMPLE_WIDTH_BYTES * channels
-        self._left_bytes = int(max_audio_s * rate_hz) * self._frame_bytes
+        self._left_bytes = (
+            int(max_audio_s * rate_hz) * self._frame_bytes if max_audio_s is not None else None
+        )
         self._odd = b""
         self.audio_ms = 0.0
         """How much audio has arrived (ms)."""
 
     @classmethod
-    def starting(cls, data: dict[str, Any], *, max_audio_s: float) -> AudioIn:
+    def starting(cls, data: dict[str, Any], *, max_audio_s: float | None) -> AudioIn:
         rate, _width, channels = audio_format(data)
         return cls(rate, channels, max_audio_s=max_audio_s)
 
@@ -70,11 +74,12 @@ class AudioIn:
                 f"a {rate} Hz x{channels} chunk in a {self.rate_hz} Hz x{self.channels} stream",
             )
         raw = self._odd + (payload or b"")
-        if len(raw) > self._left_bytes:
+        if self._left_bytes is not None and len(raw) > self._left_bytes:
             raise BadRequest("too-long", "the audio is longer than wyoming.max_audio_s")
         whole = len(raw) - len(raw) % self._frame_bytes
         self._odd = raw[whole:]
-        self._left_bytes -= whole
+        if self._left_bytes is not None:
+            self._left_bytes -= whole
         self.audio_ms += whole / self._frame_bytes * 1000.0 / rate
         if not whole:
             return b""

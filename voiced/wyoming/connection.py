@@ -125,7 +125,7 @@ class Connection:
             self._begin_detect(data)
         elif kind == "audio-start":
             if self.request in ("transcribe", "detect"):
-                self.audio = AudioIn.starting(data, max_audio_s=self.offered.max_audio_s)
+                self.audio = self._audio_in(data)
         elif kind == "audio-chunk":
             await self._audio_chunk(data, event.payload)
         elif kind == "audio-stop":
@@ -191,7 +191,7 @@ class Connection:
         if self.request not in ("transcribe", "detect"):
             return  # audio outside a request, or of one refused: dropped
         if self.audio is None:
-            self.audio = AudioIn.starting(data, max_audio_s=self.offered.max_audio_s)
+            self.audio = self._audio_in(data)
         try:
             pcm = self.audio.add(data, payload)
         except BadRequest:
@@ -201,6 +201,17 @@ class Connection:
         self.pcm += pcm
         if self.request == "detect":
             await self._detect()
+
+    def _audio_in(self, data: dict[str, Any]) -> AudioIn:
+        """The request's audio; a wake-word stream is not kept, so it may run for as
+        long as the client waits for its wake word, while speech-to-text is capped."""
+        cap = self.offered.max_audio_s if self.request == "transcribe" else None
+        try:
+            return AudioIn.starting(data, max_audio_s=cap)
+        except BadRequest:
+            self._end_wake()
+            self.request = "dropping"
+            raise
 
     async def _detect(self, *, last: bool = False) -> None:
         services = self.offered.services
