@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ TTS_CHUNK_SAMPLES = 1024
 WAKE_BATCH_BYTES = 960
 """30 ms of pipeline audio per wake-word call, the local hearing's batch."""
 MAX_PING_TEXT = 256
+MAX_WAKE_SPEED = 4.0
 IGNORED = frozenset({"synthesize-start", "synthesize-chunk", "synthesize-stop", "select-program"})
 
 
@@ -68,6 +70,7 @@ class Connection:
         self.pcm = bytearray()
         self.detected = False
         self.job: asyncio.Task[None] | None = None
+        self.wake_started_s: float | None = None
 
     async def run(self) -> None:
         peer = self.peer
@@ -160,6 +163,7 @@ class Connection:
             raise BadRequest("busy", "one request at a time on a connection")
         self._end_wake()
         self.request, self.audio, self.detected = request, None, False
+        self.wake_started_s = None
         self.pcm.clear()
 
     def _begin_detect(self, data: dict[str, Any]) -> None:
@@ -216,6 +220,7 @@ class Connection:
     async def _detect(self, *, last: bool = False) -> None:
         services = self.offered.services
         assert services is not None and self.audio is not None
+        await self._pace_wake()
         while self.request == "detect" and (
             len(self.pcm) >= WAKE_BATCH_BYTES or (last and self.pcm)
         ):
@@ -235,6 +240,18 @@ class Connection:
                 self.request = "dropping"
                 self.pcm.clear()
                 return
+
+    async def _pace_wake(self) -> None:
+        """A wake-word stream is taken at most MAX_WAKE_SPEED times real time: an
+        endless stream sent as fast as a peer can must not take the CPU the local
+        voice path needs (reading waits, so the peer's socket fills up)."""
+        assert self.audio is not None
+        now_s = time.monotonic()
+        if self.wake_started_s is None:
+            self.wake_started_s = now_s
+        ahead_s = self.audio.audio_ms / 1000.0 / MAX_WAKE_SPEED - (now_s - self.wake_started_s)
+        if ahead_s > 0:
+            await asyncio.sleep(ahead_s)
 
     def _audio_stop(self) -> None:
         request, self.request = self.request, None
