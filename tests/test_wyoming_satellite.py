@@ -234,3 +234,32 @@ def test_a_second_pipeline_connection_is_refused_and_describe_answered(
     assert refused[0].data["code"] == "satellite-busy"
     assert refused[1] is None  # and closed
     assert types(described) == ["info"] and types(still) == ["pong"]
+
+
+def test_the_wake_word_during_home_assistants_reply_stops_it_and_starts_a_run(
+    engines: Engines, tts: PiperTts
+) -> None:
+    long_reply = tts.synthesize_all(
+        "Here is a long answer that goes on for a while, about the weather this week, "
+        "the rain on Tuesday, the wind on Wednesday and the sun at the weekend.",
+        repeatable=True,
+    )
+    wake = compose(tts, [0.2, "Hey Jarvis.", 1.0])
+
+    async def main() -> tuple[list[Event], Voiced]:
+        async with running_voiced(engines, wyoming_settings()) as voiced:
+            async with client_of(voiced) as client:
+                await become_satellite(client)
+                await play_reply(client, long_reply, tts.sample_rate_hz)
+                await ping(client)  # the reply is queued on the speaker
+                voiced.mic.say(wake)
+                events = await read_until(client, "run-pipeline")
+                await client.write_event(Transcript(text="").event())
+                events += await ping(client)
+            return events, voiced
+
+    events, voiced = asyncio.run(main())
+    assert types(events) == ["played", "detection", "run-pipeline", "pong"]
+    assert engines.asr is not None
+    heard = normalize(engines.asr.transcribe(voiced.output().tobytes()).text)
+    assert "long answer" in heard and "weekend" not in heard  # cut off by the wake word

@@ -65,7 +65,8 @@ class SatelliteLink:
         listen = assistant.settings.listen
         self._stream_cap_ms = listen.max_speech_ms + listen.no_speech_timeout_ms
         self._playback: _Playback | None = None
-        self._played_tasks: set[asyncio.Task[None]] = set()
+        self._played_tasks: dict[asyncio.Task[None], _Playback] = {}
+        """Replies that have all arrived, each waiting to play out before `played`."""
         self.timers = RemoteTimers(assistant)
         assistant.bus.add_listener(self._on_bus)
 
@@ -91,11 +92,14 @@ class SatelliteLink:
         peer = self.peer
         if peer is None or self.streaming:
             return
-        if self.playing:  # barge-in: the reply stops (then `played`), the new run starts
+        if self.playing:  # barge-in: the reply stops, `played` goes first, the run starts
             self.assistant.sink.clear()
-            if self._playback is not None:
-                self._playback.silent = True
-                self._finish_playback(peer)
+            for task, draining in self._played_tasks.items():
+                draining.played = True  # a wait that ends anyway must not say it again
+                task.cancel()
+            if self._playback is not None:  # the rest of this reply is dropped as it comes
+                self._playback.silent = self._playback.played = True
+            peer.offer(Played().event())
         name = next((w for w in words if w in self.wake_names), None) or (
             self.wake_names[0] if self.wake_names else "wake"
         )
@@ -229,9 +233,11 @@ class SatelliteLink:
         if playback is None:
             peer.offer(Played().event())
             return
+        if playback.played:
+            return
         task = asyncio.create_task(self._played_when_drained(peer, playback))
-        self._played_tasks.add(task)
-        task.add_done_callback(self._played_tasks.discard)
+        self._played_tasks[task] = playback
+        task.add_done_callback(lambda done: self._played_tasks.pop(done, None))
 
     async def _played_when_drained(self, peer: Peer, playback: _Playback) -> None:
         if not playback.silent:
@@ -240,7 +246,9 @@ class SatelliteLink:
                     self.assistant.sink.drained(),
                     min(playback.audio_s, MAX_PLAYBACK_S) + PLAYED_GRACE_S,
                 )
-        peer.offer(Played().event())
+        if not playback.played:
+            playback.played = True
+            peer.offer(Played().event())
 
     async def close(self) -> None:
         for task in list(self._played_tasks):
@@ -252,6 +260,8 @@ class _Playback:
     def __init__(self, rate_hz: int, channels: int, *, silent: bool) -> None:
         self.rate_hz, self.channels, self.silent = rate_hz, channels, silent
         self.audio_s = 0.0
+        self.played = False
+        """`played` was sent already (a barge-in stopped it)."""
 
 
 def _ms(samples: int) -> int:
