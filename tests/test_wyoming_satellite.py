@@ -263,3 +263,24 @@ def test_the_wake_word_during_home_assistants_reply_stops_it_and_starts_a_run(
     assert engines.asr is not None
     heard = normalize(engines.asr.transcribe(voiced.output().tobytes()).text)
     assert "long answer" in heard and "weekend" not in heard  # cut off by the wake word
+
+
+def test_home_assistant_reconnecting_replaces_a_connection_it_gave_up_on(
+    engines: Engines,
+) -> None:
+    """Home Assistant drops a satellite silent for 5 s and dials again; the old
+    connection may still look open here (a half-open TCP connection)."""
+
+    async def main() -> tuple[Event | None, list[Event]]:
+        async with running_voiced(engines, wyoming_settings()) as voiced:
+            async with client_of(voiced) as old, client_of(voiced) as new:
+                await become_satellite(old)
+                await asyncio.sleep(5.5)  # nothing from the old one for longer than HA waits
+                await become_satellite(new)
+                pongs = await ping(new)
+                closed = await read(old)
+            return closed, pongs
+
+    closed, pongs = asyncio.run(main())
+    assert closed is None
+    assert types(pongs) == ["pong"]
