@@ -63,6 +63,7 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "listen": "0.0.0.0:10700", "satellite": False, "asr": False, "tts": False,
         "wake": False, "handle": False, "area": "Kitchen", "zeroconf": False,
         "max_connections": 4, "max_audio_s": 20.0, "queue_wait_s": 3.0,
+        "allow": ("192.168.1.20", "10.0.0.0/8"),
     },
 }  # fmt: skip
 TOP_LEVEL: dict[str, Any] = {"models_dir": "/var/lib/voiced/models", "profile": "rpi5"}
@@ -394,6 +395,8 @@ def test_shipped_example_config_parses() -> None:
         ("[wyoming]\nmax_connections = 0", "`wyoming.max_connections` must be between 1"),
         ("[wyoming]\nmax_audio_s = 1000", "`wyoming.max_audio_s` must be between 1"),
         (f'[wyoming]\narea = "{"x" * 101}"', "`wyoming.area` is 101 characters"),
+        ('[wyoming]\nallow = ["192.168.1.300"]', "not an address or network"),
+        ('[wyoming]\nallow = ["homeassistant.local"]', "not an address or network"),
     ],
 )
 def test_wyoming_settings_are_checked(text: str, message: str) -> None:

@@ -8,6 +8,7 @@ the line it is on.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 import types
@@ -254,6 +255,10 @@ class WyomingSettings:
     max_audio_s: float = 30.0
     """The longest audio one transcribe request may send (a wake-word stream, kept
     by nobody, runs for as long as its client waits)."""
+    allow: tuple[str, ...] = ()
+    """The only addresses or networks (``192.168.1.20``, ``192.168.1.0/24``) a
+    connection is taken from, e.g. Home Assistant's; empty: any. A satellite's
+    peer hears what is said after each wake word: on a shared LAN, list it."""
     queue_wait_s: float = 10.0
     """How long a service request waits for voiced's engine (the local voice path
     and one Wyoming request at a time come first) before it is answered busy."""
@@ -394,8 +399,10 @@ def build(cls: type[T], data: object, key_path: tuple[str, ...], locator: _Locat
         _check_listen(result, data, key_path, locator)
     if isinstance(result, WakeSettings):
         _check_wake(result, data, key_path, locator)
-    if isinstance(result, WyomingSettings) and result.listen is not None:
-        _check_host_port(result.listen, (*key_path, "listen"), locator)
+    if isinstance(result, WyomingSettings):
+        if result.listen is not None:
+            _check_host_port(result.listen, (*key_path, "listen"), locator)
+        _check_networks(result.allow, (*key_path, "allow"), locator)
     return result
 
 
@@ -571,3 +578,15 @@ def _check_host_port(value: str, path: tuple[str, ...], locator: _Locator) -> No
             f"{locator.where(path)}: `{dotted}` must be HOST:PORT, not {value!r:.60}",
             fix='e.g. ":10700" (loopback) or "0.0.0.0:10700" (the LAN)',
         )
+
+
+def _check_networks(values: tuple[str, ...], path: tuple[str, ...], locator: _Locator) -> None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as err:
+            raise ConfigError(
+                f"{locator.where(path)}: `{'.'.join(path)}` lists {value!r:.60}, not an "
+                f"address or network: {err}",
+                fix='e.g. allow = ["192.168.1.20"] (Home Assistant) or ["192.168.1.0/24"]',
+            ) from None

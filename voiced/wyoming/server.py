@@ -42,14 +42,17 @@ class WyomingServer:
         self.announcer: Announcer | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.refused = 0
-        """Connections closed at once because max_connections were open."""
+        """Connections closed at once: max_connections were open, or not allowed."""
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in settings.wyoming.allow]
 
     @property
     def satellite(self) -> SatelliteLink | None:
         return self.offered.satellite
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._connections) >= self.settings.wyoming.max_connections:
+        if len(self._connections) >= self.settings.wyoming.max_connections or not self._allowed(
+            writer.get_extra_info("peername")
+        ):
             self.refused += 1
             writer.close()
             return
@@ -62,6 +65,21 @@ class WyomingServer:
             _LOGGER.exception("wyoming: a connection failed")
         finally:
             self._connections.discard(task)
+
+    def _allowed(self, peername: object) -> bool:
+        """``[wyoming] allow`` (empty: every address)."""
+        if not self.networks:
+            return True
+        try:
+            address = ipaddress.ip_address(peername[0])  # type: ignore[index]
+        except (TypeError, IndexError, ValueError):
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        allowed = any(address in network for network in self.networks)
+        if not allowed:
+            _LOGGER.info("wyoming: refused %s (not in wyoming.allow)", address)
+        return allowed
 
     async def close(self) -> None:
         if self.announcer is not None:
