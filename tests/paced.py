@@ -29,7 +29,9 @@ from voiced.audio.format import FRAME_SAMPLES, AudioFrame
 from voiced.audio.sinks import AlignedSink, AudioSink, MemoryWriter
 from voiced.engines.asr import Transcript
 from voiced.engines.loader import Engines, ModelPaths
+from voiced.engines.wake_set import Detection
 from voiced.errors import AudioError, EngineError
+from voiced.house.arbiter import HouseArbiter
 from voiced.pipeline.assistant import Assistant
 from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.listener import Heard
@@ -39,6 +41,8 @@ from voiced.settings import Settings, TtsSettings
 SPEECH_BASE = 1000
 WAKE_END = 7
 WAKE_CODE = 5
+STOP_WORD_END = 9
+"""The frame where the first [[wake.words]] word ends (its action from the settings)."""
 SETTLE_SPINS = 60
 RUN_TIMEOUT_S = 60
 FRAME_MS = 10
@@ -54,11 +58,18 @@ class ScriptedListener:
 
     has_wake = True
 
+    def __init__(self, word_action: str | None = None) -> None:
+        self.word_action = word_action
+        """The action of the first [[wake.words]] word (None: no such word)."""
+
     def hear(self, pcm: bytes, *, score_wake: bool, detect_speech: bool) -> Heard:
         codes = _codes(pcm)
         wake = score_wake and WAKE_END in codes
+        words = ()
+        if self.word_action is not None and score_wake and STOP_WORD_END in codes:
+            words = (Detection("open:alexa", self.word_action),)
         speech = detect_speech and bool(codes) and codes[-1] >= SPEECH_BASE
-        return Heard(wake=wake, speech=speech)
+        return Heard(wake=wake, speech=speech, words=words)
 
 
 class ManualExecutor(concurrent.futures.Executor):
@@ -248,6 +259,11 @@ class Script:
         self.steps.append(Step([WAKE_CODE] * 29 + [WAKE_END]))
         return self
 
+    def stop_word(self) -> Script:
+        """The first [[wake.words]] word (a stop word, say), without the wake word."""
+        self.steps.append(Step([WAKE_CODE] * 29 + [STOP_WORD_END]))
+        return self
+
     def do(self, action: Callable[[Assistant], object]) -> Script:
         self.steps.append(Step(action=action))
         return self
@@ -288,13 +304,15 @@ def run_paced(
     sink: AudioSink | None = None, asr_ms: float = 150, slm_ms: float = 100,
     tts_ms: float = 30, slm_reply: str = "The answer is forty two.",
     state_dir: Path | None = None, tts: ScriptedTts | None = None,
+    house: Callable[[Callable[[], float]], HouseArbiter] | None = None,
 ) -> PacedRun:  # fmt: skip
-    """Feeds ``script`` through a real Assistant at the pace of the stream."""
+    """Feeds ``script`` through a real Assistant at the pace of the stream. ``house``
+    makes the arbiter, given a wall clock (seconds) that follows the stream."""
     settings = settings or paced_settings()
     asr, slm = ScriptedAsr(script.phrases), ScriptedSlm(slm_reply)
     tts = tts or ScriptedTts()
     unused = Path("/nonexistent")
-    engines = Engines(ModelPaths(unused, unused, unused, unused, {"wake": "hey_jarvis"}),
+    engines = Engines(ModelPaths(unused, unused, unused, names={"wake": "hey_jarvis"}),
                       asr=asr, tts=tts, slm=slm, wake=None)  # type: ignore[arg-type]  # fmt: skip
     sink = sink or AlignedSink(MemoryWriter())
     bus = EventBus()
@@ -308,8 +326,10 @@ def run_paced(
     executors = {name: ManualExecutor(ms, now_ms) for name, ms in
                  (("listen", 0), ("asr", asr_ms), ("slm", slm_ms), ("tts", tts_ms))}  # fmt: skip
     assistant = Assistant(
-        settings, engines, sink, bus, wake_mode=wake_mode, listener=ScriptedListener(),
+        settings, engines, sink, bus, wake_mode=wake_mode,
+        listener=ScriptedListener(settings.wake.words[0].action if settings.wake.words else None),
         executors=executors, clock=lambda: 0.0, state_dir=state_dir,
+        house=house(lambda: now_ms() / 1000.0) if house is not None else None,
     )  # fmt: skip
     turns: list[TurnRecord] = []
     assistant.on_turn_done.append(turns.append)

@@ -37,3 +37,28 @@ def test_transcripts_are_logged_only_at_debug(
                            realtime=False)  # fmt: skip
     assert [t.intent for t in voice_turns(run)] == ["day"]
     assert ("what day is it" in caplog.text.lower()) is shown
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "rc", "says"),
+    [
+        ("VOICED_LOG_LEVEL", "info", 0, ""),
+        ("VOICED_LOG_LEVEL", "verbose", 2, "$VOICED_LOG_LEVEL is 'VERBOSE'; use one of DEBUG"),
+        ("VOICED_LOG_FORMAT", "JSON", 0, ""),
+        ("VOICED_LOG_FORMAT", "xml", 2, "$VOICED_LOG_FORMAT is 'xml'; use one of text, json"),
+    ],
+)
+def test_log_settings_from_the_environment_are_checked(
+    env: str, value: str, rc: int, says: str
+) -> None:
+    """Lower-case levels are fine; anything else is a usage error, never a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "voiced", "models", "list"], capture_output=True, text=True,
+        env={**os.environ, env: value}, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == rc, result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr

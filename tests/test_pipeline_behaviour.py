@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from tests.pipeline_harness import rms, run_pipeline, voice_turns
-from voiced.engines.loader import Engines
+from voiced.engines.loader import Engines, Role, make_wake_detector, resolve_model_paths
 from voiced.engines.tts import PiperTts
 from voiced.intents.normalize import normalize
 from voiced.pipeline.assistant import Assistant
 from voiced.pipeline.events import Event, EventType
 from voiced.pipeline.responder import Responder, Response
-from voiced.settings import Settings, SlmSettings
+from voiced.settings import Settings, SlmSettings, parse_settings
 from voiced.speech_synth import compose
 
 pytestmark = pytest.mark.models
@@ -87,6 +87,31 @@ def test_barge_in_stops_a_long_reply(engines: Engines, tts: PiperTts, tmp_path: 
     assert rms(after) == 0.0
     assert rms(run.output[interrupt_at - 8000 : interrupt_at]) > 0, "it was speaking before"
     assert second.intent == "time" and second.outcome == "answered"
+
+
+def test_a_stop_word_ends_a_long_reply_without_the_wake_word(
+    engines: Engines, tts: PiperTts, tmp_path: Path, models_dir: Path
+) -> None:
+    """[[wake.words]] "alexa" with action stop, said over a reply (barge-in by wake word
+    off): the reply stops, no new turn starts, the word is heard once."""
+    settings = parse_settings(
+        '[slm]\nmax_reply_tokens = 160\n[listen]\nbarge_in = false\n'
+        '[[wake.words]]\nmodel = "alexa"\naction = "stop"\n'
+    )  # fmt: skip
+    words = make_wake_detector(settings, resolve_model_paths(settings, models_dir, {Role.WAKE}))
+    request = compose(tts, [0.4, "Hey Jarvis.", 0.3, "Tell me a long story about a brave dragon."])
+    stop_at = len(request) // 2 + 16000 * 6  # 6 s after the request ends
+    speech = request + bytes(stop_at * 2 - len(request)) + compose(tts, ["Alexa.", 4.0])
+    with_words = dataclasses.replace(engines, wake=words)
+    run = run_pipeline(with_words, settings, speech, tmp_path, wake_mode=True, realtime=True)
+
+    assert [t.outcome for t in voice_turns(run)] == ["cancelled"]
+    heard = [e for e in run.events if e.type is EventType.WORD_HEARD]
+    assert [e.data for e in heard] == [{"word": "open:alexa", "action": "stop"}]
+    stop_sample = int(heard[0].stream_ms * 16)
+    assert stop_sample > stop_at, "it was the stop word that stopped it"
+    assert rms(run.output[stop_sample + 160 * 2 :]) == 0.0, "nothing more was said"
+    assert rms(run.output[stop_at - 8000 : stop_at]) > 0, "it was speaking before"
 
 
 def record_threads(

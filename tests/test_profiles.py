@@ -13,7 +13,9 @@ from voiced.service.profiles import (
     list_profiles,
     load_profile,
     profile_dirs,
+    settings_overrides,
 )
+from voiced.settings import load_settings
 
 BUILTIN = [builtin_profile_dir()]
 
@@ -43,6 +45,19 @@ def test_builtin_profile_values() -> None:
     assert (jetson.slm.device, jetson.slm.compute_type) == ("cuda", "int8_float16")
     assert jetson.tts.use_cuda
     assert "seeed2micvoicec" in rpi4.source.read_text()
+    for name in ("rpi4", "rpi5", "jetson-orin-nano", "generic-x86"):
+        profile = load_profile(name, search_dirs=BUILTIN)
+        assert profile.wake.engine == "open" and "49 of 54" in profile.source.read_text()
+
+
+def test_a_profile_chooses_the_wake_engine_and_the_config_wins(tmp_path: Path) -> None:
+    path = tmp_path / "small-board.toml"
+    path.write_text('[profile]\nname = "small-board"\n[wake]\nengine = "micro"\n')
+    base = settings_overrides(load_profile(path))
+    assert load_settings(None, base).wake.engine == "micro"
+    config = tmp_path / "voiced.toml"
+    config.write_text('[wake]\nengine = "both"\n')
+    assert load_settings(config, base).wake.engine == "both"
 
 
 def test_asound_example_shares_the_card() -> None:
@@ -113,6 +128,7 @@ def test_load_by_path(tmp_path: Path) -> None:
         ("[gpu]\nenabled = true\n", "gpu"),
         ('[profile]\nname = "x"\nmatches = ["a"]\n', "profile.matches"),
         ('[audio]\ninput = "hw:0"\n', "audio.input"),
+        ('[wake]\nmodel = "alexa"\n', "wake.model"),
     ],
 )
 def test_unknown_key_is_named(tmp_path: Path, toml: str, key: str) -> None:
@@ -134,6 +150,7 @@ def test_unknown_key_is_named(tmp_path: Path, toml: str, key: str) -> None:
         ("[audio]\ncapture_sample_rate_hz = 0\n", "audio.capture_sample_rate_hz"),
         ('[profile]\nmatch = "tegra"\n', "profile.match"),
         ("asr = 3\n", "asr"),
+        ('[wake]\nengine = "porcupine"\n', "wake.engine"),
     ],
 )
 def test_wrong_value_is_named(tmp_path: Path, toml: str, key: str) -> None:

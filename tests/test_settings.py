@@ -17,6 +17,7 @@ from voiced.models.manifest import Role, load_manifest
 from voiced.settings import (
     MAX_CONFIG_BYTES,
     Settings,
+    WakeWordSettings,
     load_settings,
     parse_host_port,
     parse_settings,
@@ -41,6 +42,7 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
     "wake": {
         "engine": "micro", "model": "okay_nabu", "probability_cutoff": 0.75,
         "threshold": 0.6, "debounce_ms": 160, "refractory_ms": 1500,
+        "words": (WakeWordSettings("alexa", "stop"),),
     },
     "listen": {
         "vad_aggressiveness": 1, "speech_start_ms": 90, "speculative_silence_ms": 200,
@@ -58,6 +60,10 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "ca_file": "/etc/ca.pem", "device_id": "kitchen", "discovery_prefix": "ha",
         "password_file": "/etc/voiced/credentials/mqtt_password", "commands": ("say", "mute"),
         "transcripts": False,
+    },
+    "house": {
+        "arbitrate": False, "window_ms": 300, "area": "kitchen", "devices": ("hall",),
+        "result_timeout_s": 5.0, "distrust_s": 60.0,
     },
     "wyoming": {
         "listen": "0.0.0.0:10700", "satellite": False, "asr": False, "tts": False,
@@ -77,6 +83,9 @@ def toml_value(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, tuple):
         return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = dataclasses.asdict(value).items()
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in fields) + "}"
     return repr(value)
 
 
@@ -337,8 +346,12 @@ def test_range_tables_name_real_keys_and_allow_the_defaults() -> None:
         *settings_module._CHOICES,
         *settings_module._MAX_CHARS,
     ):
-        section, key = dotted.split(".")
-        assert hasattr(getattr(defaults, section), key), dotted
+        section, key, *item_key = dotted.split(".")
+        holder = getattr(defaults, section)
+        assert hasattr(holder, key), dotted
+        if item_key:  # a key of the tables in a list, e.g. wake.words.action
+            item = typing.get_args(typing.get_type_hints(type(holder))[key])[0]
+            assert item_key[0] in {f.name for f in dataclasses.fields(item)}, dotted
     for dotted, allowed in settings_module._RANGES.items():
         section, key = dotted.split(".")
         value = getattr(getattr(defaults, section), key)

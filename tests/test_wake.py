@@ -218,6 +218,20 @@ def test_micro_detector_refuses_an_open_model_directly(tmp_path: Path, models_di
         ("refractory_ms = 1e9", "`wake.refractory_ms` must be int"),
         ("refractory_ms = 600000", "`wake.refractory_ms` must be between 0 and 60000"),
         ("engine = 1", "`wake.engine` must be str"),
+        ('[[wake.words]]\nmodel = "alexa"\naction = "dance"', "`wake.words.action` must be one"),
+        ('[[wake.words]]\naction = "stop"', "[[wake.words]] number 1: `model` '': it is missing"),
+        ('[[wake.words]]\nmodel = "hey_jarvis"', "is the same word as wake.model"),
+        ('engine = "micro"\n[[wake.words]]\nmodel = "hey_rhasspy"', "number 1: `model`"),
+        (
+            '[[wake.words]]\nmodel = "alexa"\n[[wake.words]]\nmodel = "/x/alexa.tflite"',
+            "number 2: `model` '/x/alexa.tflite' is the same word as [[wake.words]] number 1",
+        ),
+        (
+            "\n".join([f'[[wake.words]]\nmodel = "/x/w{n}.tflite"' for n in range(5)]),
+            "lists 5 words; at most 4",
+        ),
+        ('words = "alexa"', "`wake.words` must be a list of tables"),
+        ('[[wake.words]]\nmodel = "alexa"\nvolume = 3', "unknown key `wake.words.volume`"),
     ],
 )
 def test_wake_settings_errors_name_the_key(toml: str, says: str) -> None:
@@ -250,6 +264,27 @@ def test_several_wake_words_at_once_each_with_its_action(tts: PiperTts, open_dir
         if words.process(speech[start : start + FRAME_BYTES]):
             heard += words.detections
     assert heard == [Detection("open:hey_jarvis", "wake"), Detection("open:alexa", "stop")]
+
+
+@pytest.mark.parametrize("engine", ["micro", "open", "both"])
+def test_a_configured_stop_word_is_heard_with_its_action(
+    tts: PiperTts, models_dir: Path, engine: str
+) -> None:
+    """[[wake.words]] from the config, through the loader, for each engine."""
+    from voiced.engines.wake_set import WakeSet
+
+    settings = parse_settings(
+        f'[wake]\nengine = "{engine}"\n[[wake.words]]\nmodel = "alexa"\naction = "stop"\n'
+    )
+    detector = make_wake_detector(settings, resolve_model_paths(settings, models_dir, {Role.WAKE}))
+    assert isinstance(detector, WakeSet)
+    speech = compose(tts, [0.5, "Hey Jarvis.", 2.5, "Alexa.", 2.5, "What time is it?", 1.0])
+    detector.reset()
+    actions: list[set[str]] = []
+    for start in range(0, len(speech) - FRAME_BYTES + 1, FRAME_BYTES):
+        if detector.process(speech[start : start + FRAME_BYTES]):
+            actions.append({d.action for d in detector.detections})
+    assert actions == [{"wake"}, {"stop"}]
 
 
 def test_long_silence_is_not_scored_and_the_word_after_it_is_heard(

@@ -18,7 +18,7 @@ from voiced.audio.soundcard import SoundcardSource
 from voiced.audio.sources import AudioSource, open_source
 from voiced.control.hooks import load_hooks
 from voiced.control.mqtt import MqttPublisher
-from voiced.control.plane import ControlPlane, mqtt_publisher
+from voiced.control.plane import ControlPlane, house_arbiter, mqtt_publisher
 from voiced.engines.loader import Engines, load_engines
 from voiced.errors import VoicedError
 from voiced.intents.user import UserIntent, load_user_intents
@@ -73,6 +73,7 @@ async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int
         engines = await load(options.settings, options.models_dir, roles)
     settings = options.settings
     publisher = mqtt_publisher(settings)
+    house = house_arbiter(settings, publisher) if options.wake_mode else None
     intents = load_user_intents(settings.intent, publisher=publisher)
     mic = _MicReport()
     source = _open_input(options.input, realtime, settings, mic)
@@ -80,13 +81,14 @@ async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int
     trace = TraceWriter(options.trace) if options.trace else None
     assistant = Assistant(settings, engines, sink, EventBus(), wake_mode=options.wake_mode,
                           trace=trace, extra_intents=list(intents),
-                          state_dir=_state_dir())  # fmt: skip
+                          state_dir=_state_dir(), house=house)  # fmt: skip
     mic.assistant = assistant
     plane: ControlPlane | None = None
     wyoming: WyomingServer | None = None
     try:
         plane = await ControlPlane.start(
-            assistant, settings, publisher, xruns=lambda: int(getattr(source, "xruns", 0))
+            assistant, settings, publisher, xruns=lambda: int(getattr(source, "xruns", 0)),
+            house=house,
         )
         if settings.wyoming.listen:
             wyoming = await start_wyoming(assistant, settings)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voiced.engines.wake_names import wake_model_problem
+from voiced.engines.wake_names import WAKE_ACTIONS, wake_model_problem, word_name
 from voiced.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -30,6 +30,7 @@ COMPUTE_TYPES = frozenset(
 )  # fmt: skip
 """CTranslate2's compute types."""
 WAKE_ENGINES = frozenset({"micro", "open", "both"})
+MAX_EXTRA_WAKE_WORDS = 4
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful voice assistant on a small device. Answer in one or two short "
@@ -110,6 +111,18 @@ class SlmSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WakeWordSettings:
+    """One more word beside the wake word ([[wake.words]]), with its own action."""
+
+    model: str = ""
+    """A built-in word or a path, as ``wake.model`` (the same ``wake.engine``)."""
+    action: str = "stop"
+    """stop: end the reply, the ringing timer or the turn in flight without the wake
+    word (like the API's stop); wake: another word that starts listening; event:
+    nothing is done here, a ``word-heard`` event goes to hooks and MQTT."""
+
+
+@dataclass(frozen=True, slots=True)
 class WakeSettings:
     engine: str = "open"
     """micro (microWakeWord), open (openWakeWord) or both (either one firing wakes).
@@ -130,6 +143,9 @@ class WakeSettings:
     80 ms; 0 or up to 80: one score is enough)."""
     refractory_ms: int = 2000
     """After a detection, this much audio is ignored by every wake word."""
+    words: tuple[WakeWordSettings, ...] = ()
+    """More words heard at the same time, each with its action (at most
+    MAX_EXTRA_WAKE_WORDS; each costs CPU while there is sound)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +243,27 @@ class MqttSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HouseSettings:
+    """Several devices in one house, agreeing over the MQTT broker (README, Several rooms)."""
+
+    arbitrate: bool = True
+    """With [mqtt] configured: devices that heard the same wake word agree which one
+    answers (the one that heard it loudest); the others drop the turn silently."""
+    window_ms: int = 200
+    """How long after its wake word a device waits for the others' claims, while it
+    goes on recording (the user is still speaking, so the wait costs no latency)."""
+    area: str = ""
+    """This device's room (kitchen, living_room): voiced/room/<area>/say reaches it."""
+    devices: tuple[str, ...] = ()
+    """Device ids whose claims count (empty: any device on the broker)."""
+    result_timeout_s: float = 3.0
+    """A winner says at once that it took the wake; one that has not this long after
+    our own wait ended is ignored for distrust_s, so neither a device that crashed nor
+    a client forging claims can keep the house deaf."""
+    distrust_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class WyomingSettings:
     """Home Assistant's Wyoming protocol (voiced.wyoming): off unless ``listen`` is set."""
 
@@ -276,6 +313,7 @@ class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    house: HouseSettings = field(default_factory=HouseSettings)
     wyoming: WyomingSettings = field(default_factory=WyomingSettings)
     intent: tuple[dict[str, Any], ...] = ()
     """User intents ([[intent]] tables), validated by the intents module."""
@@ -399,6 +437,8 @@ def build(cls: type[T], data: object, key_path: tuple[str, ...], locator: _Locat
         _check_listen(result, data, key_path, locator)
     if isinstance(result, WakeSettings):
         _check_wake(result, data, key_path, locator)
+    if isinstance(result, HouseSettings):
+        _check_house(result, key_path, locator)
     if isinstance(result, WyomingSettings):
         if result.listen is not None:
             _check_host_port(result.listen, (*key_path, "listen"), locator)
@@ -415,6 +455,10 @@ def _coerce(hint: Any, value: object, path: tuple[str, ...], locator: _Locator) 
         return _coerce(options[0], value, path, locator)
     if origin is tuple:
         item = typing.get_args(hint)[0]
+        if dataclasses.is_dataclass(item):
+            if not isinstance(value, list):
+                raise _type_error(path, "a list of tables ([[...]])", value, locator)
+            return tuple(build(item, v, path, locator) for v in value)  # type: ignore[arg-type]
         want = "a list of strings" if item is str else "a list of tables ([[...]])"
         if not isinstance(value, list) or not all(
             isinstance(v, str if item is str else dict) for v in value
@@ -487,6 +531,9 @@ _RANGES: dict[str, _Range] = {
     "audio.mic_lost_exit_s": _Range(0, 86_400),
     "audio.capture_sample_rate_hz": _Range(8000, 192_000),
     "mqtt.port": _Range(1, 65535),
+    "house.window_ms": _Range(0, 2000),
+    "house.result_timeout_s": _Range(0.5, 60),
+    "house.distrust_s": _Range(0, 86_400),
     "wyoming.max_connections": _Range(1, 64),
     "wyoming.max_audio_s": _Range(1, 120),
     "wyoming.queue_wait_s": _Range(0, 300),
@@ -498,6 +545,7 @@ _CHOICES: dict[str, frozenset[str]] = {
     "slm.device": DEVICES,
     "slm.compute_type": COMPUTE_TYPES,
     "wake.engine": WAKE_ENGINES,
+    "wake.words.action": frozenset(WAKE_ACTIONS),
 }
 _ITEM_CHOICES: dict[str, frozenset[str]] = {
     "mqtt.commands": frozenset({"say", "ask", "listen", "stop", "mute"}),
@@ -549,6 +597,22 @@ def _check_listen(
         )
 
 
+TOPIC_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+"""A device id or an area as it appears in an MQTT topic level."""
+
+
+def _check_house(house: HouseSettings, key_path: tuple[str, ...], locator: _Locator) -> None:
+    """Areas and device ids become topic levels: no wildcards, slashes or spaces."""
+    for key, values in (("area", (house.area,) if house.area else ()), ("devices", house.devices)):
+        for value in values:
+            if not TOPIC_NAME.fullmatch(value):
+                raise ConfigError(
+                    f"{locator.where((*key_path, key))}: `house.{key}` {value!r:.40} must be "
+                    "1-64 of a-z, 0-9, _ and -",
+                    fix="e.g. living_room",
+                )
+
+
 def _check_wake(
     wake: WakeSettings, data: dict[str, Any], key_path: tuple[str, ...], locator: _Locator
 ) -> None:
@@ -560,6 +624,30 @@ def _check_wake(
             f"{locator.where((*key_path, key))}: `wake.model` {wake.model!r:.60}: {problem}",
             fix="change wake.model or wake.engine",
         )
+    where = locator.where((*key_path, "words"))
+    if len(wake.words) > MAX_EXTRA_WAKE_WORDS:
+        raise ConfigError(
+            f"{where}: `wake.words` lists {len(wake.words)} words; at most "
+            f"{MAX_EXTRA_WAKE_WORDS} (each one is scored on every frame)",
+            fix="remove some [[wake.words]]",
+        )
+    names = {word_name(wake.model): "wake.model"}
+    for index, word in enumerate(wake.words, start=1):
+        label = f"[[wake.words]] number {index}"
+        problem = wake_model_problem(wake.engine, word.model) if word.model else "it is missing"
+        if problem is not None:
+            raise ConfigError(
+                f"{where}: {label}: `model` {word.model!r:.60}: {problem}",
+                fix="give each [[wake.words]] a model the wake engine has",
+            )
+        name = word_name(word.model)
+        if name in names:
+            raise ConfigError(
+                f"{where}: {label}: `model` {word.model!r:.60} is the same word as "
+                f"{names[name]} ({name!r:.40}); each word must be heard apart",
+                fix="use another word, or a file with another name",
+            )
+        names[name] = label
 
 
 def parse_host_port(value: str, default_host: str) -> tuple[str, int] | None:

@@ -65,14 +65,16 @@ ALIASES: dict[str, EventType] = {
     "reply": EventType.INTENT_END,
     "intent": EventType.INTENT_END,
     "error": EventType.ERROR,
+    "word": EventType.WORD_HEARD,
 }
-"""Short names for the events people hook most; "intent" fires only when one matched."""
+"""Short names for the events people hook most; "intent" fires only when one matched;
+"word" is a [[wake.words]] word (stop, or one that only tells: action event)."""
 HOOK_KEYS = frozenset({"name", "on", "command", "webhook", "mqtt", "timeout_s"})
 _ENV_NAME = re.compile(r"[^A-Z0-9_]")
 
 
 def short_names(event: Event) -> list[str]:
-    """The short names (wake, transcript, reply, intent, error) ``event`` goes by."""
+    """The short names (wake, transcript, reply, intent, error, word) ``event`` goes by."""
     names = [alias for alias, kind in ALIASES.items() if kind is event.type]
     if "intent" in names and not event.data.get("intent"):
         names.remove("intent")

@@ -95,6 +95,8 @@ class Metrics:
         self.stages = {stage: Histogram() for stage in STAGES}
         self.response = Histogram()
         self.wake_detections = 0
+        self.wakes_during_reply = 0
+        self.words_heard: Counter[str] = Counter()
         self.mic_reconnects = 0
         self.speaker_lost = 0
         self.turns: Counter[str] = Counter()
@@ -109,6 +111,11 @@ class Metrics:
     def on_event(self, event: Event) -> None:
         if event.type is EventType.WAKE_WORD_END:
             self.wake_detections += 1
+        elif event.type is EventType.BARGE_IN and event.data.get("reason") == "wake word":
+            # Counted apart: during a reply the wake word may be the assistant's own voice.
+            self.wakes_during_reply += 1
+        elif event.type is EventType.WORD_HEARD:
+            self.words_heard[str(event.data.get("action", ""))] += 1
         elif event.type is EventType.MIC_RESTORED:
             self.mic_reconnects += 1
         elif event.type is EventType.SPEAKER_LOST:
@@ -140,8 +147,14 @@ class Metrics:
         header("voiced_turns_total", "counter", "Finished turns by outcome.")
         for outcome, count in sorted(self.turns.items()):
             out.append(f'voiced_turns_total{{outcome="{_escape(outcome)}"}} {count}')
+        header("voiced_words_heard_total", "counter", "[[wake.words]] heard, by action.")
+        for action, count in sorted(self.words_heard.items()):
+            out.append(f'voiced_words_heard_total{{action="{_escape(action)}"}} {count}')
         for name, text, value in (
             ("voiced_wake_detections_total", "Wake word detections.", self.wake_detections),
+            ("voiced_wake_during_reply_total",
+             "Wake word heard while a reply played (it barged in; may be its own voice).",
+             self.wakes_during_reply),
             ("voiced_xruns_total", "Audio blocks lost to overruns.", self.xruns()),
             ("voiced_mic_reconnects_total", "Microphone reopened.", self.mic_reconnects),
             ("voiced_speaker_lost_total", "Replies that did not play out.", self.speaker_lost),

@@ -36,6 +36,7 @@ from voiced.control.hooks import short_names
 from voiced.control.surface import MAX_TEXT_CHARS, AssistantSurface, snapshot
 from voiced.credentials import secret_value
 from voiced.errors import ConfigError, VoicedError
+from voiced.house.arbiter import HouseArbiter, HouseTopics
 from voiced.pipeline.events import Event, EventType
 from voiced.pipeline.state import State
 from voiced.ratelimit import RateLimitedLog
@@ -160,8 +161,10 @@ class MqttBridge:
     def __init__(
         self, assistant: AssistantSurface, settings: MqttSettings,
         publisher: MqttPublisher | None = None, *, backoff_initial_s: float = 1.0,
-        backoff_max_s: float = 30.0,
+        backoff_max_s: float = 30.0, house: HouseArbiter | None = None, area: str = "",
     ) -> None:  # fmt: skip
+        """``house``: the wake-word arbitration's claims and results go through here;
+        ``area``: this device's room, for ``voiced/room/<area>/say``."""
         if not settings.host:
             raise ConfigError("[mqtt] host is not set", fix="set mqtt.host in the config file")
         self.assistant = assistant
@@ -172,6 +175,13 @@ class MqttBridge:
         self.commands = tuple(name for name in COMMANDS if name in settings.commands)
         self.topics = Topics(device_id_for(settings), settings.discovery_prefix, self.commands,
                              transcripts=settings.transcripts)  # fmt: skip
+        self.house = house
+        self.house_topics = HouseTopics()
+        self.house_say = (
+            [self.house_topics.say, *([HouseTopics.room_say(area)] if area else [])]
+            if "say" in self.commands else []
+        )  # fmt: skip
+        """House-wide and room announcements: commands, so only with ``say`` allowed."""
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.reconnects = 0
@@ -230,6 +240,9 @@ class MqttBridge:
             try:
                 await self._announce(client)
                 subscriptions = [(self.topics.command(name), 1) for name in self.commands]
+                subscriptions += [(topic, 1) for topic in self.house_say]
+                if self.house is not None:
+                    subscriptions += [(topic, 0) for topic in self.house.subscriptions()]
                 await client.subscribe([*subscriptions, (self.topics.ha_status, 1)])
                 await self._serve(client)
             except asyncio.CancelledError:
@@ -333,7 +346,11 @@ class MqttBridge:
             if payload in (b"online", "online"):
                 await self._publish_discovery(client)
             return
-        command = topic.removeprefix(self.topics.base)
+        if self.house is not None and not retained:
+            raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+            if self.house.on_message(topic, raw):
+                return
+        command = "say" if topic in self.house_say else topic.removeprefix(self.topics.base)
         if command not in self.commands:
             return  # not subscribed; a broker may still deliver it (overlapping ACLs)
         if retained:

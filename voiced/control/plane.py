@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from voiced.control.hooks import HookRunner, load_hooks
 from voiced.control.http_api import HttpServer, start_http
 from voiced.control.metrics import Metrics
-from voiced.control.mqtt import MqttBridge, MqttPublisher
+from voiced.control.mqtt import MqttBridge, MqttPublisher, Outgoing, device_id_for
 from voiced.control.surface import AssistantSurface
+from voiced.engines.wake_names import word_name
+from voiced.house.arbiter import HouseArbiter
 from voiced.settings import Settings
 from voiced.tasks import cancel_and_wait
 
@@ -37,6 +39,20 @@ _LOGGER = logging.getLogger(__name__)
 def mqtt_publisher(settings: Settings) -> MqttPublisher | None:
     """The queue intents and hooks publish through; None when MQTT is not configured."""
     return MqttPublisher() if settings.mqtt.host else None
+
+
+def house_arbiter(settings: Settings, publisher: MqttPublisher | None) -> HouseArbiter | None:
+    """The wake-word arbitration, on with MQTT unless ``[house] arbitrate = false``."""
+    if publisher is None or not settings.house.arbitrate:
+        return None
+
+    def send(topic: str, payload: str, qos: int) -> None:
+        publisher.offer(Outgoing(topic, payload, qos, False))
+
+    return HouseArbiter(
+        device_id_for(settings.mqtt), settings.house, send, lambda: publisher.connected,
+        phrase=word_name(settings.wake.model),
+    )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -51,6 +67,7 @@ class ControlPlane:
     async def start(
         cls, assistant: AssistantSurface, settings: Settings,
         publisher: MqttPublisher | None = None, *, xruns: Callable[[], int] | None = None,
+        house: HouseArbiter | None = None,
     ) -> ControlPlane:  # fmt: skip
         """Validate hooks (ConfigError), then start hooks, the bridge and the server."""
         metrics = Metrics()
@@ -60,7 +77,8 @@ class ControlPlane:
         hooks = HookRunner(load_hooks(settings.hook), assistant.bus, publisher=publisher)
         plane = cls(metrics, hooks)
         if settings.mqtt.host:
-            bridge = MqttBridge(assistant, settings.mqtt, publisher)
+            bridge = MqttBridge(assistant, settings.mqtt, publisher, house=house,
+                                area=settings.house.area)  # fmt: skip
             plane.bridge = bridge
             metrics.mqtt_reconnects = lambda: bridge.reconnects
         if settings.http.listen:

@@ -27,6 +27,15 @@ from voiced.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
+class ExtraWord:
+    """A [[wake.words]] entry's model file for one engine, and what it is for."""
+
+    engine: str
+    path: Path
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
 class ModelPaths:
     asr: Path
     tts: Path
@@ -39,6 +48,8 @@ class ModelPaths:
     """The directory of openWakeWord's shared melspectrogram and embedding models."""
     names: dict[str, str] = field(default_factory=dict)
     """Role -> model name or user path, for status reports."""
+    wake_words: tuple[ExtraWord, ...] = ()
+    """The [[wake.words]] beside the wake word (``both``: one per engine each)."""
 
 
 def _own_path(value: str, role: str, key: str) -> Path:
@@ -79,19 +90,30 @@ def resolve_model_paths(settings: Settings, models_dir: Path, roles: set[Role]) 
             paths[key] = require_model_dir(models_dir, manifest.get(model)) / inner
         names[key] = own or model
     wake: dict[str, Path] = {}
+    extra: tuple[ExtraWord, ...] = ()
     features: Path | None = None
     if Role.WAKE in roles:
         wake = _wake_paths(settings.wake.engine, settings.wake.model, models_dir)
+        extra = tuple(
+            ExtraWord(engine, path, word.action)
+            for word in settings.wake.words
+            for engine, path in _wake_paths(
+                settings.wake.engine, word.model, models_dir, key="wake.words.model").items()
+        )  # fmt: skip
         if "open" in wake:
             features = require_model_dir(models_dir, manifest.get(MANIFEST_MODEL["open"]))
         names["wake"] = settings.wake.model
-    return ModelPaths(names=names, wake=wake, wake_features=features, **paths)
+    return ModelPaths(
+        names=names, wake=wake, wake_features=features, wake_words=extra, **paths
+    )  # fmt: skip
 
 
-def _wake_paths(engine: str, model: str, models_dir: Path) -> dict[str, Path]:
+def _wake_paths(
+    engine: str, model: str, models_dir: Path, key: str = "wake.model"
+) -> dict[str, Path]:
     problem = wake_model_problem(engine, model)
     if problem is not None:
-        raise ModelError(f"wake.model {model!r:.60}: {problem}", fix="change wake.model")
+        raise ModelError(f"{key} {model!r:.60}: {problem}", fix=f"change {key}")
     engines = ("micro", "open") if engine == "both" else (engine,)
     suffix = {"micro": ".json", "open": ".tflite"}
     paths: dict[str, Path] = {}
@@ -100,7 +122,7 @@ def _wake_paths(engine: str, model: str, models_dir: Path) -> dict[str, Path]:
             spec = load_manifest().get(MANIFEST_MODEL[name])
             paths[name] = require_model_dir(models_dir, spec) / f"{model}{suffix[name]}"
         else:
-            paths[name] = _own_path(model, "wake-word", "wake.model")
+            paths[name] = _own_path(model, "wake-word", key)
     return paths
 
 
@@ -150,15 +172,22 @@ def make_wake_detector(settings: Settings, paths: ModelPaths) -> WakeSet:
     two, and the set keeps one refractory period across them)."""
     wake = settings.wake
     detectors: list[WakeWordDetector | OpenWakeWordDetector] = []
+    extra = {"micro": [w for w in paths.wake_words if w.engine == "micro"],
+             "open": [w for w in paths.wake_words if w.engine == "open"]}  # fmt: skip
     if "micro" in paths.wake:
-        detectors.append(WakeWordDetector(
-            paths.wake["micro"], probability_cutoff=wake.probability_cutoff,
-            refractory_ms=wake.refractory_ms,
-        ))  # fmt: skip
+        micro = [(paths.wake["micro"], "wake.model")]
+        micro += [(word.path, "wake.words.model") for word in extra["micro"]]
+        detectors += [WakeWordDetector(
+            path, probability_cutoff=wake.probability_cutoff,
+            refractory_ms=wake.refractory_ms, key=key,
+        ) for path, key in micro]  # fmt: skip
     if "open" in paths.wake:
         assert paths.wake_features is not None
+        # One detector for every openWakeWord model: they share one feature stream.
         detectors.append(OpenWakeWordDetector(
-            [paths.wake["open"]], paths.wake_features, threshold=wake.threshold,
+            [paths.wake["open"], *(word.path for word in extra["open"])],
+            paths.wake_features, threshold=wake.threshold,
             debounce_ms=wake.debounce_ms, refractory_ms=wake.refractory_ms,
         ))  # fmt: skip
-    return WakeSet(detectors, refractory_ms=wake.refractory_ms)
+    actions = {word.path.stem: word.action for word in paths.wake_words}
+    return WakeSet(detectors, refractory_ms=wake.refractory_ms, actions=actions)

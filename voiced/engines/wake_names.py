@@ -5,6 +5,8 @@ Kept apart from the engines so settings can check `[wake]` without loading a run
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 MICRO_WAKE_WORDS = ("hey_jarvis", "okay_nabu", "hey_mycroft", "alexa")
 """microWakeWord's built-in models (pymicro-wakeword 2.5)."""
 OPEN_WAKE_WORDS = ("hey_jarvis", "okay_nabu", "hey_mycroft", "alexa", "hey_rhasspy")
@@ -16,6 +18,19 @@ FILE_SUFFIX = {"micro": ".json", "open": ".tflite"}
 """A model of your own: a microWakeWord .json (its .tflite beside it), or an
 openWakeWord .tflite. `both` takes built-in names only (one name, two models)."""
 MANIFEST_MODEL = {"micro": "micro-wakeword", "open": "open-wakeword"}
+
+WAKE = "wake"
+"""A word's action unless told otherwise: start listening."""
+STOP = "stop"
+"""End the reply, the ringing timer or the turn in flight, without the wake word."""
+EVENT = "event"
+"""Only tell hooks and MQTT (a ``word-heard`` event)."""
+WAKE_ACTIONS = (WAKE, STOP, EVENT)
+
+
+def word_name(model: str) -> str:
+    """What a detector calls the word: a built-in's name, or the file's stem."""
+    return PurePath(model).stem if model.endswith(tuple(FILE_SUFFIX.values())) else model
 
 
 def wake_model_problem(engine: str, model: str) -> str | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from voiced.audio.format import PIPELINE_RATE_HZ, SAMPLE_WIDTH_BYTES
+from voiced.engines.wake_names import WAKE
 
 
 class Detector(Protocol):
@@ -17,10 +18,6 @@ class Detector(Protocol):
     def process(self, pcm: bytes) -> bool: ...
 
     def reset(self) -> None: ...
-
-
-WAKE = "wake"
-"""The action of a wake word unless told otherwise: start listening."""
 
 
 @dataclass(frozen=True, slots=True)

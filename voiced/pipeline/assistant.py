@@ -24,7 +24,9 @@ from pathlib import Path
 from voiced.audio.format import PIPELINE_RATE_HZ, AudioFrame
 from voiced.audio.sinks import AudioSink
 from voiced.engines.loader import Engines
+from voiced.engines.wake_names import STOP
 from voiced.errors import BusyError, VoicedError
+from voiced.house.arbiter import HouseArbiter
 from voiced.intents.base import IntentHandler
 from voiced.intents.builtin import BuiltinIntents
 from voiced.pipeline.clock import StreamClock
@@ -32,7 +34,7 @@ from voiced.pipeline.clock_phrases import ClockPhrases, prepare_fixed_replies
 from voiced.pipeline.controls import Controls
 from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.hearing import Ears, Hearing
-from voiced.pipeline.listener import Listener
+from voiced.pipeline.listener import Heard, Listener
 from voiced.pipeline.quiet import QuietGate
 from voiced.pipeline.remote import RemoteTurns
 from voiced.pipeline.responder import Responder
@@ -63,9 +65,11 @@ class Assistant:
         extra_intents: list[IntentHandler] | None = None, listener: Ears | None = None,
         executors: Mapping[str, concurrent.futures.Executor] | None = None,
         clock: Callable[[], float] = time.monotonic, state_dir: Path | None = None,
+        house: HouseArbiter | None = None,
     ) -> None:  # fmt: skip
         """``listener``, ``executors`` (listen/asr/slm/tts) and ``clock`` are seams for
-        tests; ``state_dir`` keeps the timers across restarts."""
+        tests; ``state_dir`` keeps the timers across restarts; ``house`` agrees with
+        the other devices which one answers a wake word (voiced.house)."""
         if engines.asr is None or engines.tts is None:
             raise VoicedError("the assistant needs the ASR and TTS engines")
         self.settings = settings
@@ -73,6 +77,7 @@ class Assistant:
         self.sink = sink
         self.bus = bus
         self.wake_mode = wake_mode and (engines.wake is not None or listener is not None)
+        self._stop_word = any(word.action == STOP for word in settings.wake.words)
         self.trace = trace
         self.workers = Workers(**executors) if executors else Workers.create()  # type: ignore[arg-type]  # fmt: skip
         # Everything loaded so far (models, tokenizers, tables) lives for the whole
@@ -116,6 +121,9 @@ class Assistant:
             listen, self._ctx, bus, self.hearing,
             wake_word=engines.paths.names.get("wake", ""), record=self._record,
         )  # fmt: skip
+        self.house = house
+        if house is not None:
+            self.on_turn_done.append(house.turn_done)
         self._background: set[asyncio.Task[None]] = set()
         self._asks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -190,6 +198,9 @@ class Assistant:
                 prepare_fixed_replies(self.speaker.tts, self.workers.tts, self._errors_log)))
         self.clock.advance(frame.end_sample)
         self.sink.tick(frame.num_samples)
+        if self.house is not None:
+            for contest in self.house.tick(self.now_ms()):
+                self.turns.house_verdict(contest)
         for label in self.controls.due_alerts():
             self.bus.publish(Event(EventType.TIMER_FIRED, {"label": label}, self.now_ms()))
         session = self.turns.session
@@ -205,9 +216,11 @@ class Assistant:
         listen = self.settings.listen
         speaking = isinstance(session, Responding)
         # Run only the detectors this state needs: idle in wake mode is the state
-        # the device spends its life in, so it pays for the wake word alone.
-        score_wake = self.wake_mode and not isinstance(session, Listening) and (
-            not speaking or listen.barge_in)  # fmt: skip
+        # the device spends its life in, so it pays for the wake word alone. A stop
+        # word is for the moments something is going on, so it is heard in them all.
+        score_wake = self.wake_mode and (
+            self._stop_word or (not isinstance(session, Listening)
+                                and (not speaking or listen.barge_in)))  # fmt: skip
         detect_speech = (
             isinstance(session, Listening) or (isinstance(session, Idle) and not self.wake_mode)
             or (speaking and listen.barge_in_on_speech)
@@ -215,29 +228,53 @@ class Assistant:
         heard = await self.hearing.hear(frame.pcm, score_wake=score_wake,
                                         detect_speech=detect_speech)  # fmt: skip
         session = self.turns.session  # hearing awaited: a control may have moved it
+        if heard.words:
+            self._words_heard(heard)
+            if heard.has(STOP):
+                self.stop()
+                return
         if isinstance(session, Responding):
-            if heard.wake or (listen.barge_in_on_speech and heard.speech):
+            if (heard.wake and listen.barge_in) or (listen.barge_in_on_speech and heard.speech):
                 self.turns.barge_in("wake word" if heard.wake else "speech")
                 listening = self.turns.session
+                if heard.wake and isinstance(listening, Listening):
+                    self._contest(listening, heard)
                 if heard.speech and isinstance(listening, Listening):
                     self.turns.hear_in(listening, heard.speech, heard.quiet, frame)
         elif isinstance(session, Idle):
             self.hearing.preroll.append(frame.pcm)
             self._prepare_clock_replies()
             if heard.wake:
-                self.turns.start_listening(wake=True)
+                self._contest(self.turns.start_listening(wake=True), heard)
             elif not self.turns.start_announcement() and not self.wake_mode:
                 self.turns.idle_hear(heard.speech, frame)
         elif isinstance(session, Listening):
             self.turns.hear_in(session, heard.speech, heard.quiet, frame)
+
+    def _contest(self, listening: Listening, heard: Heard) -> None:
+        if self.house is not None:
+            contest = self.house.open(listening.turn.turn_id, heard.wake_level_db, self.now_ms())
+            self.turns.contest_wake(listening, contest)
+
+    def _words_heard(self, heard: Heard) -> None:
+        for word in heard.words:
+            self.bus.publish(Event(EventType.WORD_HEARD,
+                                   {"word": word.word, "action": word.action}, self.now_ms()))
 
     async def _feed_remote(self, remote: RemoteTurns, frame: AudioFrame) -> None:
         """Home Assistant runs the turns: the wake word starts one there, the microphone
         streams to it; voiced's own announcements (timer alerts) play in between."""
         if not remote.busy and self.turns.start_announcement():
             return
-        score_wake = not remote.streaming and (not remote.busy or self.settings.listen.barge_in)
+        barge_in = not remote.busy or self.settings.listen.barge_in
+        score_wake = self._stop_word or (not remote.streaming and barge_in)
         heard = await self.hearing.hear(frame.pcm, score_wake=score_wake, detect_speech=False)
+        if heard.words:
+            self._words_heard(heard)
+            if heard.has(STOP):
+                remote.stop()
+                self.stop()
+                return
         if heard.wake:
             remote.woke(tuple(str(w).split(":", 1)[-1] for w in
                               getattr(self.engines.wake, "fired", ())))  # fmt: skip

@@ -39,6 +39,11 @@ class EventType(StrEnum):
     PLAYBACK_START = "playback-start"
     PLAYBACK_END = "playback-end"
     BARGE_IN = "barge-in"
+    ANSWERED_ELSEWHERE = "answered-elsewhere"
+    """voiced's own: another device heard this wake word louder and answers it (data:
+    turn_id, winner, level_db, winner_level_db); this one dropped the turn."""
+    WORD_HEARD = "word-heard"
+    """voiced's own: a [[wake.words]] word other than the wake word (data: word, action)."""
     TIMER_FIRED = "timer-fired"
     MUTED = "muted"
     MIC_LOST = "mic-lost"

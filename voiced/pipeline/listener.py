@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voiced.engines.base import WakeWord
+from voiced.engines.wake_names import WAKE
+from voiced.engines.wake_set import Detection
+from voiced.house.loudness import LoudnessMeter
 from voiced.pipeline.quiet import QuietGate
 from voiced.pipeline.vad import WebRtcVad
 
@@ -17,6 +20,14 @@ class Heard:
     """The frame holds speech (webrtcvad)."""
     quiet: bool = False
     """The frame's level is down at the noise floor (see voiced.pipeline.quiet)."""
+    wake_level_db: float = 0.0
+    """How loud the wake word was over the room's floor (voiced.house.loudness)."""
+    words: tuple[Detection, ...] = ()
+    """Words other than the wake word that ended on this frame ([[wake.words]] with
+    another action: stop, event)."""
+
+    def has(self, action: str) -> bool:
+        return any(word.action == action for word in self.words)
 
 
 class Listener:
@@ -35,20 +46,30 @@ class Listener:
         self.vad = vad
         self.quiet_gate = quiet_gate
         self._wake_dirty = False
+        self.loudness = LoudnessMeter()
         if wake is not None:
             wake.reset()  # a new stream: nothing carried over from an earlier one
 
     def hear(self, pcm: bytes, *, score_wake: bool, detect_speech: bool) -> Heard:
         wake = False
+        level_db = 0.0
+        words: tuple[Detection, ...] = ()
         if self.wake is not None:
             if score_wake:
-                wake = self.wake.process(pcm)
+                self.loudness.feed(pcm)
+            if score_wake and self.wake.process(pcm):
+                found = getattr(self.wake, "detections", None) or (Detection("", WAKE),)
+                wake = any(word.action == WAKE for word in found)
+                words = tuple(word for word in found if word.action != WAKE)
+                level_db = self.loudness.wake_level_db()
+            if score_wake:
                 self._wake_dirty = True
             elif self._wake_dirty:
                 # Frames were skipped: stale partial scores must not join new audio.
                 self.wake.reset()
                 self._wake_dirty = False
         if not detect_speech:
-            return Heard(wake=wake, speech=False)
+            return Heard(wake=wake, speech=False, words=words, wake_level_db=level_db)
         quiet = self.quiet_gate is not None and self.quiet_gate.is_quiet(pcm)
-        return Heard(wake=wake, speech=self.vad.is_speech(pcm), quiet=quiet)
+        speech = self.vad.is_speech(pcm)
+        return Heard(wake=wake, speech=speech, quiet=quiet, words=words, wake_level_db=level_db)

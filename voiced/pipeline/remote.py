@@ -29,3 +29,7 @@ class RemoteTurns(Protocol):
     def hear(self, pcm: bytes) -> None:
         """One microphone frame (16 kHz mono int16)."""
         ...
+
+    def stop(self) -> None:
+        """A stop word: the remote turn ends (its reply is cleared off the speaker)."""
+        ...

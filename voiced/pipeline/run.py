@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from voiced.audio.sinks import AudioSink
 from voiced.engines.base import SpeechToText
 from voiced.errors import SpeakerLostError, VoicedError
+from voiced.house.arbiter import Contest
 from voiced.intents.base import IntentMatch
 from voiced.pipeline.chunker import ChunkerSettings, SpeechChunker
 from voiced.pipeline.clock import StreamClock
@@ -34,6 +35,8 @@ _LOGGER = logging.getLogger(__name__)
 DRAIN_WALL_GRACE_S = 10.0
 """The same on the wall clock, for when the microphone stops too."""
 MAX_REPLY_CHUNKS = 256
+ANSWERED_ELSEWHERE = "answered_elsewhere"
+"""The outcome of a turn another device answers (voiced.house)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,8 @@ class TurnRun:
         self.failed = False
         self.ringing: Announcement | None = None
         """Set for a run heard in a timer's ring window: only a stop is for us."""
+        self.contest: Contest | None = None
+        """Other devices heard the wake word too: answer only once this one won."""
         self._audio_end_ms = 0.0
 
     # -- ending ---------------------------------------------------------------
@@ -126,6 +131,11 @@ class TurnRun:
             if on_transcript is not None:
                 on_transcript(self, text)
             await self.gate.wait()
+            if self.contest is not None:
+                await self.contest.decided.wait()
+                if self.contest.verdict is None or not self.contest.verdict.won:
+                    self.finish(ANSWERED_ELSEWHERE)
+                    return
             if not text:
                 self.finish("empty_transcript")
                 return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from voiced.house.arbiter import Contest
 from voiced.pipeline.controls import Announcement
 from voiced.pipeline.endpointer import Endpointer
 from voiced.pipeline.outbox import Outbox
@@ -43,6 +44,8 @@ class Listening:
     ringing: Announcement | None = None
     """A timer alert just played: this window hears "stop" without the wake word
     (and nothing else); unanswered, the alert rings again."""
+    contest: Contest | None = None
+    """Other devices heard this wake word too: which one answers (voiced.house)."""
 
     @property
     def state(self) -> State:

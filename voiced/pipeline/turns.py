@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Callable
 
 from voiced.audio.format import PIPELINE_RATE_HZ, AudioFrame, ms_to_samples
+from voiced.house.arbiter import Contest
 from voiced.pipeline.clock import StreamClock
 from voiced.pipeline.controls import Announcement, Controls
 from voiced.pipeline.endpointer import (
@@ -25,7 +26,7 @@ from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.hearing import PREROLL_MS, Hearing
 from voiced.pipeline.outbox import Outbox
 from voiced.pipeline.responder import Responder
-from voiced.pipeline.run import RunContext, TurnRun
+from voiced.pipeline.run import ANSWERED_ELSEWHERE, RunContext, TurnRun
 from voiced.pipeline.session import Idle, Listening, Muted, Responding, Session
 from voiced.pipeline.speculative import SpeculativeRun
 from voiced.pipeline.state import Trigger
@@ -156,7 +157,7 @@ class Turns:
             turn.speech_end_ms = event.speech_end_ms
             listening.drop_speculative()
             run = self.new_run(dataclasses.replace(turn, slots={}), held=True)
-            run.ringing = listening.ringing
+            run.ringing, run.contest = listening.ringing, listening.contest
             listening.speculative = SpeculativeRun(
                 run, bytes(listening.utterance), self._hold, self._on_speculative_transcript
             )  # fmt: skip
@@ -207,7 +208,7 @@ class Turns:
             speculative.discard()
         listening.outbox.emit(EventType.STT_VAD_END, turn_id=turn.turn_id)
         run = self.new_run(turn, outbox=listening.outbox)
-        run.ringing = listening.ringing
+        run.ringing, run.contest = listening.ringing, listening.contest
         task = asyncio.create_task(
             run.voice(bytes(listening.utterance), accurate=speculative is not None)
         )
@@ -258,6 +259,27 @@ class Turns:
             else:
                 trigger = Trigger.REPLY_DONE if run.turn.outcome == "answered" else Trigger.CANCEL
                 self.move(Idle(), trigger)
+
+    def contest_wake(self, listening: Listening, contest: Contest) -> None:
+        """Other devices may have heard this wake word: the turn goes on recording,
+        and answers only if it wins (house_verdict)."""
+        listening.contest = contest
+        if contest.verdict is not None:
+            self.house_verdict(contest)
+
+    def house_verdict(self, contest: Contest) -> None:
+        """A contest was decided. Lost: the turn ends without a sound, whether it is
+        still listening or its run waits for the verdict (it finishes itself)."""
+        verdict = contest.verdict
+        if verdict is None or verdict.won:
+            return
+        self._emit(
+            EventType.ANSWERED_ELSEWHERE, turn_id=contest.turn_id, winner=verdict.winner,
+            level_db=contest.claim.level_db, winner_level_db=verdict.winner_level_db,
+        )  # fmt: skip
+        session = self.session
+        if isinstance(session, Listening) and session.contest is contest:
+            self._end_listening(session, ANSWERED_ELSEWHERE, Idle(), Trigger.CANCEL)
 
     def _end_listening(self, listening: Listening, outcome: str, then: Session,
                        trigger: Trigger) -> None:  # fmt: skip

@@ -26,6 +26,7 @@ __all__ = [
     "HardwareProfile",
     "SlmSettings",
     "TtsSettings",
+    "WakeSettings",
     "builtin_profile_dir",
     "detect_profile",
     "list_profiles",
@@ -75,6 +76,12 @@ class TtsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WakeSettings:
+    engine: str = runtime_settings.WakeSettings().engine
+    """micro, open or both: chosen per board by detection and CPU (README, Wake word)."""
+
+
+@dataclass(frozen=True, slots=True)
 class AudioHints:
     input_device: str | None = None
     """ALSA/PortAudio name of the microphone, e.g. "hw:CARD=seeed2micvoicec,DEV=0"."""
@@ -93,6 +100,7 @@ class HardwareProfile:
     asr: AsrSettings
     slm: SlmSettings
     tts: TtsSettings
+    wake: WakeSettings
     audio: AudioHints
     source: Path
     """The TOML file this profile was read from."""
@@ -177,7 +185,7 @@ def _resolve(name_or_path: str | Path, search_dirs: Sequence[Path] | None) -> Pa
 
 def _parse(data: dict[str, Any], path: Path) -> HardwareProfile:
     where = path.name
-    _check_keys(data, {"profile", "asr", "slm", "tts", "audio"}, "", where)
+    _check_keys(data, {"profile", "asr", "slm", "tts", "wake", "audio"}, "", where)
     head = _table(data, "profile", where)
     _check_keys(head, {"name", "description", "match"}, "profile.", where)
     match = head.get("match", [])
@@ -190,6 +198,9 @@ def _parse(data: dict[str, Any], path: Path) -> HardwareProfile:
             raise _bad(where, f"{key}.device", " or ".join(sorted(DEVICES)))
         if settings.compute_type not in COMPUTE_TYPES:
             raise _bad(where, f"{key}.compute_type", "one of " + ", ".join(sorted(COMPUTE_TYPES)))
+    wake = _build(WakeSettings, _table(data, "wake", where), "wake.", where)
+    if wake.engine not in runtime_settings.WAKE_ENGINES:
+        raise _bad(where, "wake.engine", " or ".join(sorted(runtime_settings.WAKE_ENGINES)))
     if asr.cpu_threads < 0 or slm.intra_threads < 0:
         raise _bad(where, "asr.cpu_threads/slm.intra_threads", "0 (automatic) or more")
     return HardwareProfile(
@@ -199,6 +210,7 @@ def _parse(data: dict[str, Any], path: Path) -> HardwareProfile:
         asr=asr,
         slm=slm,
         tts=_build(TtsSettings, _table(data, "tts", where), "tts.", where),
+        wake=wake,
         audio=_build(AudioHints, _table(data, "audio", where), "audio.", where),
         source=path,
     )
@@ -285,7 +297,7 @@ def _read_model(model_path: Path) -> str:
 
 
 def settings_overrides(profile: HardwareProfile) -> dict[str, Any]:
-    """The profile as a partial config (``[asr]``, ``[slm]``, ``[tts]``, ``[audio]``),
+    """The profile as a partial config (``[asr]``, ``[slm]``, ``[tts]``, ``[wake]``, ``[audio]``),
     laid under the user's config file, which wins key by key."""
     audio: dict[str, Any] = {}
     if profile.audio.input_device not in (None, "default"):
@@ -298,6 +310,7 @@ def settings_overrides(profile: HardwareProfile) -> dict[str, Any]:
         "asr": dataclasses.asdict(profile.asr),
         "slm": dataclasses.asdict(profile.slm),
         "tts": dataclasses.asdict(profile.tts),
+        "wake": dataclasses.asdict(profile.wake),
         **({"audio": audio} if audio else {}),
     }
 

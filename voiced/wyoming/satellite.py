@@ -129,6 +129,11 @@ class SatelliteLink:
                 _LOGGER.info("wyoming: Home Assistant sent no transcript; ending the run")
                 self.stop_streaming(tell=True)
 
+    def stop(self) -> None:
+        """voiced's stop word: the run streaming to Home Assistant ends (the speaker
+        is cleared by the assistant, and a reply's `played` follows)."""
+        self.stop_streaming(tell=True)
+
     def stop_streaming(self, *, tell: bool) -> None:
         if self.streaming and tell and self.peer is not None:
             self.peer.offer(AudioStop(timestamp=_ms(self.assistant.position_samples)).event())

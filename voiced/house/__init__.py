@@ -1,0 +1,1 @@
+"""Several devices in one house: which one answers a wake word they all heard."""
