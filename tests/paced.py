@@ -32,6 +32,7 @@ from voiced.engines.loader import Engines, ModelPaths
 from voiced.engines.wake_set import Detection
 from voiced.errors import AudioError, EngineError
 from voiced.house.arbiter import HouseArbiter
+from voiced.intents.base import IntentHandler
 from voiced.pipeline.assistant import Assistant
 from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.listener import Heard
@@ -305,6 +306,7 @@ def run_paced(
     tts_ms: float = 30, slm_reply: str = "The answer is forty two.",
     state_dir: Path | None = None, tts: ScriptedTts | None = None,
     house: Callable[[Callable[[], float]], HouseArbiter] | None = None,
+    intents: list[IntentHandler] | None = None,
 ) -> PacedRun:  # fmt: skip
     """Feeds ``script`` through a real Assistant at the pace of the stream. ``house``
     makes the arbiter, given a wall clock (seconds) that follows the stream."""
@@ -330,6 +332,7 @@ def run_paced(
         listener=ScriptedListener(settings.wake.words[0].action if settings.wake.words else None),
         executors=executors, clock=lambda: 0.0, state_dir=state_dir,
         house=house(lambda: now_ms() / 1000.0) if house is not None else None,
+        extra_intents=intents,
     )  # fmt: skip
     turns: list[TurnRecord] = []
     assistant.on_turn_done.append(turns.append)

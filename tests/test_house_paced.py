@@ -49,10 +49,12 @@ class House:
 
         return deliver
 
-    def result_from(self, device_id: str, wake_id: str) -> Callable[[Assistant], None]:
+    def result_from(
+        self, device_id: str, wake_id: str, outcome: str = "answering"
+    ) -> Callable[[Assistant], None]:
         def deliver(_assistant: Assistant) -> None:
             assert self.arbiter is not None
-            body = {"device_id": device_id, "wake_id": wake_id, "outcome": "taken",
+            body = {"device_id": device_id, "wake_id": wake_id, "outcome": outcome,
                     "at_s": self.clock()}  # fmt: skip
             assert self.arbiter.on_message("voiced/house/result", json.dumps(body).encode())
 
@@ -86,7 +88,7 @@ def test_alone_it_answers_and_says_it_took_the_wake() -> None:
     assert len(house.claims()) == 1
     claim = decode_claim(house.claims()[0].encode(), house.clock())
     assert not isinstance(claim, str) and claim.device_id == "kitchen"
-    assert house.results() == ["taken", "answered"]
+    assert house.results() == ["taken", "answering", "answered"]
 
 
 def test_a_louder_device_answers_and_this_one_drops_the_turn_silently() -> None:
@@ -97,6 +99,17 @@ def test_a_louder_device_answers_and_this_one_drops_the_turn_silently() -> None:
     assert len(elsewhere) == 1 and elsewhere[0].data["winner"] == "hall"
     assert run.asr.calls == [] and run.tts.texts == [], "nothing transcribed, nothing said"
     assert house.results() == []
+
+
+def test_a_louder_device_that_hears_the_word_later_still_wins() -> None:
+    """Detection times differ by hundreds of ms between devices: a louder claim
+    counts until this device answers, not only during its first wait."""
+    house = House(window_ms=200)
+    script = Script().silence(300).wake().silence(100).say("What time is it?", ms=300)
+    script.do(house.rival("hall", 12.0)).silence(2000)  # 400 ms after the wake word
+    run = run_paced(script, wake_mode=True, house=house)
+    assert answered(run) == ["answered_elsewhere"]
+    assert house.results() == ["taken"], "it was in the running until the louder claim"
 
 
 def test_a_quieter_device_loses_to_this_one() -> None:
@@ -182,7 +195,11 @@ def test_hostile_house_messages_are_refused() -> None:
     good = {"device_id": "hall", "wake_id": "h-1", "phrase": "hey_jarvis",
             "heard_at_s": now, "level_db": 10.0}  # fmt: skip
     bad = [
-        b"", b"\xff\xfe", b"[]", b"{" * 600, json.dumps({**good, "extra": 1}).encode(),
+        b"",
+        b"\xff\xfe",
+        b"[]",
+        b"{" * 600,
+        json.dumps({**good, "extra": 1}).encode(),
         json.dumps({**good, "level_db": 1e9}).encode(),
         json.dumps({**good, "level_db": float("nan")}).encode(),
         json.dumps({**good, "level_db": True}).encode(),
@@ -205,6 +222,7 @@ def test_house_settings_are_checked() -> None:
     for toml, says in [
         ('[house]\narea = "living room"', "`house.area` 'living room' must be"),
         ('[house]\ndevices = ["hall", "a/b"]', "`house.devices` 'a/b' must be"),
+        ('[house]\nrooms = ["living room"]', "`house.rooms` 'living room' must be"),
         ("[house]\nwindow_ms = 5000", "`house.window_ms` must be between 0 and 2000"),
         ("[house]\nresult_timeout_s = 0", "`house.result_timeout_s` must be between 0.5"),
     ]:
@@ -215,3 +233,51 @@ def test_house_settings_are_checked() -> None:
         else:
             raise AssertionError(toml)
     assert paced_settings().house.arbitrate is True
+
+
+def test_a_wake_another_device_already_took_is_left_to_it_however_loud() -> None:
+    """Heard later than the others' wait: the device that answers already keeps it."""
+    house = House()
+    # 0 dB ties with this device's own level, and "zz-hall" would lose the tie.
+    steps = (house.rival("zz-hall", 0.0, wake_id="h-1"), house.result_from("zz-hall", "h-1"))
+    run = run_paced(question(house, *steps), wake_mode=True, house=house)
+    assert answered(run) == ["answered_elsewhere"]
+    assert run.of(EventType.ANSWERED_ELSEWHERE)[0].data["winner"] == "zz-hall"
+
+
+class Published:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def publish(self, topic: str, payload: str | bytes, *, qos: int = 1,
+                retain: bool = False) -> bool:  # fmt: skip
+        self.sent.append((topic, str(payload)))
+        return True
+
+
+def test_tell_another_room_sends_one_announcement_there() -> None:
+    from voiced.house.room_intent import RoomAnnouncements
+
+    published = Published()
+    rooms = RoomAnnouncements(("kitchen", "living_room"), published)
+    script = Script().silence(300).say("Tell the kitchen dinner is ready.").silence(1500)
+    script.say("Tell everyone that the film starts.").silence(1500)
+    script.say("Announce in the living room time for bed.").silence(1500)
+    script.say("Tell the garage to open.").silence(1500)
+    run = run_paced(script, intents=[rooms])
+    replies = [t.reply for t in run.voice_turns()]
+    assert replies[:3] == ["Telling the kitchen.", "Telling everyone.", "Telling the living room."]
+    assert run.voice_turns()[3].intent != "room_announcement", "no garage in [house] rooms"
+    assert published.sent == [
+        ("voiced/room/kitchen/say", "Dinner is ready."),
+        ("voiced/house/say", "The film starts."),
+        ("voiced/room/living_room/say", "Time for bed."),
+    ], "each spoken once, though the speculative turn matched it more often"
+
+
+def test_tell_me_a_joke_is_not_a_room() -> None:
+    from voiced.house.room_intent import RoomAnnouncements
+
+    rooms = RoomAnnouncements(("kitchen",), Published())
+    for text in ("tell me a joke", "tell the truth", "tell kitchen", "say hello"):
+        assert rooms.match(text, None) is None, text  # type: ignore[arg-type]

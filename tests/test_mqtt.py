@@ -9,6 +9,7 @@ assistant's work never waits on it. Skipped only when mosquitto is not installed
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import logging
@@ -497,3 +498,32 @@ def test_default_device_id_tells_boards_with_one_host_name_apart(tmp_path: Path)
     assert device_id_for(default, "raspberrypi", broken) == "raspberrypi"
     assert device_id_for(MqttSettings(device_id="kitchen"), "raspberrypi", first) == "kitchen"
     assert len(device_id_for(default, "h" * 200, first)) <= 64
+
+
+def test_house_and_room_announcements_reach_the_right_devices(broker: Broker) -> None:
+    """voiced/house/say reaches every device; voiced/room/<area>/say only that room's;
+    neither without say allowed; a retained one never plays."""
+
+    async def main() -> None:
+        kitchen, hall, locked = FakeAssistant(), FakeAssistant(), FakeAssistant()
+        async with Observer(broker.port) as obs:
+            # Published before the devices start: it reaches them as a retained message.
+            await obs.client.publish("voiced/room/hall/say", "retained", qos=1, retain=True)
+            tasks = []
+            for fake, name, commands in ((kitchen, "kitchen", COMMANDS), (hall, "hall", COMMANDS),
+                                         (locked, "study", ("mute", "stop"))):  # fmt: skip
+                settings = dataclasses.replace(mqtt_settings(broker, name), commands=commands)
+                _bridge, task = await start_bridge(fake, settings, area=name)
+                tasks.append(task)
+            await obs.send("voiced/house/say", "Dinner is ready.")
+            await obs.send("voiced/room/kitchen/say", "The oven is hot.")
+            await until(lambda: len(kitchen.announced) == 2 and len(hall.announced) == 1)
+            await asyncio.sleep(0.2)
+            assert kitchen.announced == ["Dinner is ready.", "The oven is hot."]
+            assert hall.announced == ["Dinner is ready."], "the retained one never played"
+            assert locked.announced == []
+            await obs.client.publish("voiced/room/hall/say", b"", qos=1, retain=True)
+        for task in tasks:
+            await stop(task)
+
+    run(main())

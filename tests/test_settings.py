@@ -72,6 +72,10 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "allow": ("192.168.1.20", "10.0.0.0/8"),
     },
 }  # fmt: skip
+EVERY_KEY["house"] = {
+    "arbitrate": False, "window_ms": 300, "area": "kitchen", "rooms": ("hall",),
+    "devices": ("kitchen", "hall"), "result_timeout_s": 5.0, "distrust_s": 60.0,
+}  # fmt: skip
 TOP_LEVEL: dict[str, Any] = {"models_dir": "/var/lib/voiced/models", "profile": "rpi5"}
 SECTIONS = [k for k, v in typing.get_type_hints(Settings).items() if dataclasses.is_dataclass(v)]
 

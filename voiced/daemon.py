@@ -21,6 +21,8 @@ from voiced.control.mqtt import MqttPublisher
 from voiced.control.plane import ControlPlane, house_arbiter, mqtt_publisher
 from voiced.engines.loader import Engines, load_engines
 from voiced.errors import VoicedError
+from voiced.house.room_intent import RoomAnnouncements
+from voiced.intents.base import IntentHandler
 from voiced.intents.user import UserIntent, load_user_intents
 from voiced.models.manifest import Role
 from voiced.pipeline.assistant import Assistant
@@ -75,12 +77,15 @@ async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int
     publisher = mqtt_publisher(settings)
     house = house_arbiter(settings, publisher) if options.wake_mode else None
     intents = load_user_intents(settings.intent, publisher=publisher)
+    handlers: list[IntentHandler] = list(intents)
+    if publisher is not None and settings.house.rooms:
+        handlers.append(RoomAnnouncements(settings.house.rooms, publisher))
     mic = _MicReport()
     source = _open_input(options.input, realtime, settings, mic)
     sink = open_sink(options.output, realtime)
     trace = TraceWriter(options.trace) if options.trace else None
     assistant = Assistant(settings, engines, sink, EventBus(), wake_mode=options.wake_mode,
-                          trace=trace, extra_intents=list(intents),
+                          trace=trace, extra_intents=handlers,
                           state_dir=_state_dir(), house=house)  # fmt: skip
     mic.assistant = assistant
     plane: ControlPlane | None = None

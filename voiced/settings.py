@@ -254,6 +254,9 @@ class HouseSettings:
     goes on recording (the user is still speaking, so the wait costs no latency)."""
     area: str = ""
     """This device's room (kitchen, living_room): voiced/room/<area>/say reaches it."""
+    rooms: tuple[str, ...] = ()
+    """The house's other areas, for "tell the kitchen dinner is ready" (an area's
+    underscores are spoken as spaces: living_room is "the living room")."""
     devices: tuple[str, ...] = ()
     """Device ids whose claims count (empty: any device on the broker)."""
     result_timeout_s: float = 3.0
@@ -603,7 +606,9 @@ TOPIC_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 
 def _check_house(house: HouseSettings, key_path: tuple[str, ...], locator: _Locator) -> None:
     """Areas and device ids become topic levels: no wildcards, slashes or spaces."""
-    for key, values in (("area", (house.area,) if house.area else ()), ("devices", house.devices)):
+    named = (("area", (house.area,) if house.area else ()), ("rooms", house.rooms),
+             ("devices", house.devices))  # fmt: skip
+    for key, values in named:
         for value in values:
             if not TOPIC_NAME.fullmatch(value):
                 raise ConfigError(

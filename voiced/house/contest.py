@@ -4,8 +4,10 @@ Pure logic with the time given, so it is tested without a broker. Each device
 keeps the same book and reaches the same verdict: the loudest claim for the same
 wake word wins, the lower device id on a tie. Everything that can go wrong fails
 open (this device answers): no broker, no other device, a flood of claims. A
-device that won and never reported a result is ignored for a while, so neither a
-crashed device nor a client forging claims keeps the house deaf.
+louder claim beats ours whenever it comes until our turn answers, so a device that
+detects the word a few hundred ms after the others still wins if it is nearest. A
+device we lost to that never says it took the wake is ignored for a while, so
+neither a crashed device nor a client forging claims keeps the house deaf.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from dataclasses import dataclass, field
 from voiced.house.claims import Claim, Result
 from voiced.settings import HouseSettings
 
-MATCH_S = 1.0
-"""Claims for one wake word: heard within this of ours (detection delays differ
-by a few hundred ms; NTP keeps clocks on a LAN within a few)."""
-CLAIM_MEMORY_S = 3.0
+MATCH_S = 2.5
+"""Claims for one wake word: heard within this of ours. Detection delays differ by
+a few hundred ms, NTP keeps clocks on a LAN within a few, and a device running
+behind real time stamps its claim late; two different wake words this close are
+not possible (a turn lasts longer, and the refractory period is 2 s)."""
+CLAIM_MEMORY_S = 5.0
 """Claims are kept this long, to meet a wake word we detect after the others."""
 MIN_CLAIM_INTERVAL_S = 1.0
 """One device's claims closer together than this are a flood: the later ones are ignored."""
@@ -38,7 +42,8 @@ class Verdict:
     won: bool
     winner: str
     reason: str
-    """alone, loudest, lost, flood or offline."""
+    """Won: alone, loudest, flood or offline. Lost: quieter, or answered (another
+    device already answers this wake)."""
     rivals: int = 0
     winner_level_db: float = 0.0
 
@@ -67,8 +72,8 @@ class HouseBook:
     _claims: deque[tuple[float, Claim]] = field(default_factory=lambda: deque(maxlen=MAX_KEPT))
     _devices: OrderedDict[str, _Device] = field(default_factory=OrderedDict)
     _expected: list[_Expected] = field(default_factory=list)
-    _results: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=MAX_KEPT))
-    """(when, wake id) of recent results: a winner may report before we decide."""
+    _results: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=MAX_KEPT))
+    """(when, wake id, outcome) of recent results: a winner may report before we decide."""
     ignored: int = 0
     """Claims refused as flood, unknown or distrusted devices (for tests and status)."""
 
@@ -97,36 +102,61 @@ class HouseBook:
         return True
 
     def hear_result(self, result: Result) -> None:
-        """A winner said it took a wake (or how it ended): it is a device that answers,
+        """A device said it took a wake, or answers it: it is a device that answers,
         so trust it again."""
         self._expected = [e for e in self._expected if e.winner != result.device_id]
-        self._results.append((self.now_s(), result.wake_id))
+        self._results.append((self.now_s(), result.wake_id, result.outcome))
         self._forget(self.now_s())
         if result.device_id in self._devices:
             self._devices[result.device_id].distrusted_until_s = -1e18
 
-    def verdict(self, ours: Claim, *, connected: bool) -> Verdict:
-        """At the end of our wait: who answers the wake word of ``ours``."""
+    def beaten(self, ours: Claim) -> Verdict | None:
+        """A louder claim for our wake word, if one has come: we lose at once. Checked
+        until we answer, so a device that heard the word later than us still counts."""
+        self._check_expected()
+        rivals = self._rivals(ours)
+        if not rivals or len(rivals) > MAX_RIVALS:
+            return None  # alone, or a flood: fail open
+        best = min([ours, *rivals.values()], key=lambda c: (-c.level_db, c.device_id))
+        if best.device_id == self.device_id:
+            return None
+        return self._lose_to(best, "quieter", len(rivals))
+
+    def final(self, ours: Claim, *, connected: bool, answering: str) -> Verdict:
+        """When our turn is ready to answer (and our wait is over): do we?"""
         self._check_expected()
         if not connected:
             return Verdict(True, self.device_id, "offline")
-        rivals = {
+        rivals = self._rivals(ours)
+        if len(rivals) > MAX_RIVALS:
+            return Verdict(True, self.device_id, "flood", len(rivals), ours.level_db)
+        # One that heard it long after the others must not answer too: a device that
+        # already answers this wake keeps it, however loud we are.
+        answers = {wake_id for _, wake_id, outcome in self._results if outcome == answering}
+        already = [claim for claim in rivals.values() if claim.wake_id in answers]
+        if already:
+            first = min(already, key=lambda c: c.heard_at_s)
+            return self._lose_to(first, "answered", len(rivals))
+        lost = self.beaten(ours)
+        if lost is not None:
+            return lost
+        reason = "loudest" if rivals else "alone"
+        return Verdict(True, self.device_id, reason, len(rivals), ours.level_db)
+
+    def _rivals(self, ours: Claim) -> dict[str, Claim]:
+        now = self.now_s()
+        return {
             claim.device_id: claim
             for _, claim in self._claims
             if claim.phrase == ours.phrase and abs(claim.heard_at_s - ours.heard_at_s) <= MATCH_S
-            and self._device(claim.device_id).distrusted_until_s <= self.now_s()
+            and self._device(claim.device_id).distrusted_until_s <= now
         }  # fmt: skip
-        if not rivals:
-            return Verdict(True, self.device_id, "alone", 0, ours.level_db)
-        if len(rivals) > MAX_RIVALS:
-            return Verdict(True, self.device_id, "flood", len(rivals), ours.level_db)
-        best = min([ours, *rivals.values()], key=lambda c: (-c.level_db, c.device_id))
-        if best.device_id == self.device_id:
-            return Verdict(True, self.device_id, "loudest", len(rivals), ours.level_db)
-        if best.wake_id not in {wake_id for _, wake_id in self._results}:
+
+    def _lose_to(self, winner: Claim, reason: str, rivals: int) -> Verdict:
+        if winner.wake_id not in {wake_id for _, wake_id, _ in self._results}:
             due_s = self.now_s() + self.settings.result_timeout_s
-            self._expected.append(_Expected(best.device_id, best.wake_id, due_s))
-        return Verdict(False, best.device_id, "lost", len(rivals), best.level_db)
+            self._expected.append(_Expected(winner.device_id, winner.wake_id, due_s))
+        return Verdict(False, winner.device_id, reason, rivals, winner.level_db)
 
     def _check_expected(self) -> None:
         now = self.now_s()

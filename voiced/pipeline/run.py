@@ -132,6 +132,7 @@ class TurnRun:
                 on_transcript(self, text)
             await self.gate.wait()
             if self.contest is not None:
+                self.contest.wanted_at_ms = self.ctx.clock.now_ms()
                 await self.contest.decided.wait()
                 if self.contest.verdict is None or not self.contest.verdict.won:
                     self.finish(ANSWERED_ELSEWHERE)
