@@ -61,10 +61,6 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "password_file": "/etc/voiced/credentials/mqtt_password", "commands": ("say", "mute"),
         "transcripts": False,
     },
-    "house": {
-        "arbitrate": False, "window_ms": 300, "area": "kitchen", "devices": ("hall",),
-        "result_timeout_s": 5.0, "distrust_s": 60.0,
-    },
     "wyoming": {
         "listen": "0.0.0.0:10700", "satellite": False, "asr": False, "tts": False,
         "wake": False, "handle": False, "area": "Kitchen", "zeroconf": False,
