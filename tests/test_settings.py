@@ -19,6 +19,7 @@ from voiced.settings import (
     Settings,
     WakeWordSettings,
     load_settings,
+    parse_host_port,
     parse_settings,
 )
 
@@ -59,6 +60,12 @@ EVERY_KEY: dict[str, dict[str, Any]] = {
         "ca_file": "/etc/ca.pem", "device_id": "kitchen", "discovery_prefix": "ha",
         "password_file": "/etc/voiced/credentials/mqtt_password", "commands": ("say", "mute"),
         "transcripts": False,
+    },
+    "wyoming": {
+        "listen": "0.0.0.0:10700", "satellite": False, "asr": False, "tts": False,
+        "wake": False, "handle": False, "area": "Kitchen", "zeroconf": False,
+        "max_connections": 4, "max_audio_s": 20.0, "queue_wait_s": 3.0,
+        "allow": ("192.168.1.20", "10.0.0.0/8"),
     },
 }  # fmt: skip
 EVERY_KEY["house"] = {
@@ -391,3 +398,26 @@ def test_a_directory_is_not_a_config_file(tmp_path: Path) -> None:
 
 def test_shipped_example_config_parses() -> None:
     load_settings(REPO / "systemd" / "voiced.example.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[wyoming]\nlisten = "10700"', "must be HOST:PORT"),
+        ('[wyoming]\nlisten = "host:99999"', "must be HOST:PORT"),
+        ("[wyoming]\nmax_connections = 0", "`wyoming.max_connections` must be between 1"),
+        ("[wyoming]\nmax_audio_s = 1000", "`wyoming.max_audio_s` must be between 1"),
+        (f'[wyoming]\narea = "{"x" * 101}"', "`wyoming.area` is 101 characters"),
+        ('[wyoming]\nallow = ["192.168.1.300"]', "not an address or network"),
+        ('[wyoming]\nallow = ["homeassistant.local"]', "not an address or network"),
+    ],
+)
+def test_wyoming_settings_are_checked(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_settings(text)
+
+
+def test_wyoming_is_off_by_default_and_its_short_listen_is_loopback() -> None:
+    assert Settings().wyoming.listen is None
+    assert parse_host_port(":10700", "127.0.0.1") == ("127.0.0.1", 10700)
+    assert parse_host_port("[::1]:10700", "127.0.0.1") == ("::1", 10700)

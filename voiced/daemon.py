@@ -31,6 +31,7 @@ from voiced.pipeline.runner import run_stream
 from voiced.pipeline.turn import TraceWriter
 from voiced.service.sdnotify import SystemdNotifier, watchdog_loop
 from voiced.settings import Settings, load_settings
+from voiced.wyoming.server import WyomingServer, start_wyoming
 
 _LOGGER = logging.getLogger(__name__)
 LOAD_TIMEOUT_EXTENSION_US = 120_000_000
@@ -88,14 +89,19 @@ async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int
                           state_dir=_state_dir(), house=house)  # fmt: skip
     mic.assistant = assistant
     plane: ControlPlane | None = None
+    wyoming: WyomingServer | None = None
     try:
         plane = await ControlPlane.start(
             assistant, settings, publisher, xruns=lambda: int(getattr(source, "xruns", 0)),
             house=house,
         )
+        if settings.wyoming.listen:
+            wyoming = await start_wyoming(assistant, settings)
         reloader = Reloader(options.config, assistant, plane, publisher, list(intents))
         await _serve(assistant, source, realtime=realtime, reload=reloader.reload)
     finally:
+        if wyoming is not None:
+            await wyoming.close()
         if plane is not None:
             await plane.close()
         await assistant.close()

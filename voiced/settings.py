@@ -8,6 +8,7 @@ the line it is on.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 import types
@@ -266,6 +267,44 @@ class HouseSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WyomingSettings:
+    """Home Assistant's Wyoming protocol (voiced.wyoming): off unless ``listen`` is set."""
+
+    listen: str | None = None
+    """HOST:PORT to serve on (``:10700`` is loopback; 10700 is the satellites'
+    conventional port). Nothing authenticates a Wyoming peer: bind to the LAN only
+    where everyone on it may use the assistant."""
+    satellite: bool = True
+    """Home Assistant may run voiced's turns: voiced's wake word, microphone and
+    speaker, Home Assistant's pipeline."""
+    asr: bool = True
+    """Serve speech-to-text (voiced's Whisper) to any Wyoming client."""
+    tts: bool = True
+    """Serve text-to-speech (voiced's Piper voice)."""
+    wake: bool = True
+    """Serve wake-word detection on a client's audio (voiced's wake word)."""
+    handle: bool = True
+    """Serve conversation: text in, voiced's intents and language model, reply out."""
+    area: str = ""
+    """The room Home Assistant puts the satellite in (empty: Home Assistant asks)."""
+    zeroconf: bool = True
+    """Announce the server as ``_wyoming._tcp`` so Home Assistant discovers it (only
+    when bound to a non-loopback address)."""
+    max_connections: int = 8
+    """Connections served at once; more are closed at once."""
+    max_audio_s: float = 30.0
+    """The longest audio one transcribe request may send (a wake-word stream, kept
+    by nobody, runs for as long as its client waits)."""
+    allow: tuple[str, ...] = ()
+    """The only addresses or networks (``192.168.1.20``, ``192.168.1.0/24``) a
+    connection is taken from, e.g. Home Assistant's; empty: any. A satellite's
+    peer hears what is said after each wake word: on a shared LAN, list it."""
+    queue_wait_s: float = 10.0
+    """How long a service request waits for voiced's engine (the local voice path
+    and one Wyoming request at a time come first) before it is answered busy."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     models_dir: str | None = None
     profile: str | None = None
@@ -278,6 +317,7 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     house: HouseSettings = field(default_factory=HouseSettings)
+    wyoming: WyomingSettings = field(default_factory=WyomingSettings)
     intent: tuple[dict[str, Any], ...] = ()
     """User intents ([[intent]] tables), validated by the intents module."""
     hook: tuple[dict[str, Any], ...] = ()
@@ -402,6 +442,10 @@ def build(cls: type[T], data: object, key_path: tuple[str, ...], locator: _Locat
         _check_wake(result, data, key_path, locator)
     if isinstance(result, HouseSettings):
         _check_house(result, key_path, locator)
+    if isinstance(result, WyomingSettings):
+        if result.listen is not None:
+            _check_host_port(result.listen, (*key_path, "listen"), locator)
+        _check_networks(result.allow, (*key_path, "allow"), locator)
     return result
 
 
@@ -493,6 +537,9 @@ _RANGES: dict[str, _Range] = {
     "house.window_ms": _Range(0, 2000),
     "house.result_timeout_s": _Range(0.5, 60),
     "house.distrust_s": _Range(0, 86_400),
+    "wyoming.max_connections": _Range(1, 64),
+    "wyoming.max_audio_s": _Range(1, 120),
+    "wyoming.queue_wait_s": _Range(0, 300),
 }
 """Ranges of numeric settings, by dotted key."""
 _CHOICES: dict[str, frozenset[str]] = {
@@ -508,7 +555,9 @@ _ITEM_CHOICES: dict[str, frozenset[str]] = {
 }
 """Allowed items of list settings, by dotted key."""
 """Allowed values of string settings, by dotted key."""
-_MAX_CHARS: dict[str, int] = {"asr.vocabulary_prompt": 1000, "slm.system_prompt": 4000}
+_MAX_CHARS: dict[str, int] = {
+    "asr.vocabulary_prompt": 1000, "slm.system_prompt": 4000, "wyoming.area": 100,
+}  # fmt: skip
 """Longest text settings; Whisper keeps only ~220 tokens of prompt anyway."""
 
 
@@ -604,3 +653,33 @@ def _check_wake(
                 fix="use another word, or a file with another name",
             )
         names[name] = label
+
+
+def parse_host_port(value: str, default_host: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[::1]:10700``; ``:10700`` for ``default_host``) -> (host, port);
+    None when it is not one."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        return None
+    return host.strip("[]") or default_host, int(port_text)
+
+
+def _check_host_port(value: str, path: tuple[str, ...], locator: _Locator) -> None:
+    if parse_host_port(value, "127.0.0.1") is None:
+        dotted = ".".join(path)
+        raise ConfigError(
+            f"{locator.where(path)}: `{dotted}` must be HOST:PORT, not {value!r:.60}",
+            fix='e.g. ":10700" (loopback) or "0.0.0.0:10700" (the LAN)',
+        )
+
+
+def _check_networks(values: tuple[str, ...], path: tuple[str, ...], locator: _Locator) -> None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as err:
+            raise ConfigError(
+                f"{locator.where(path)}: `{'.'.join(path)}` lists {value!r:.60}, not an "
+                f"address or network: {err}",
+                fix='e.g. allow = ["192.168.1.20"] (Home Assistant) or ["192.168.1.0/24"]',
+            ) from None

@@ -10,7 +10,7 @@ from voiced.audio.devices import format_device_table, list_devices
 from voiced.cli.common import add_settings_options, run_async, settings_and_models_dir
 from voiced.daemon import RunOptions, run_daemon
 from voiced.errors import UsageError
-from voiced.settings import replace_section
+from voiced.settings import parse_host_port, replace_section
 
 
 def register(commands: Any) -> None:
@@ -36,6 +36,9 @@ def register(commands: Any) -> None:
                      help="serve the HTTP API here (config http.listen)")  # fmt: skip
     run.add_argument("--mqtt", metavar="HOST:PORT",
                      help="connect to this MQTT broker (config [mqtt] host/port)")  # fmt: skip
+    run.add_argument("--wyoming", metavar="HOST:PORT",
+                     help="serve Home Assistant's Wyoming protocol here, e.g. 0.0.0.0:10700 "
+                     "(config [wyoming] listen; ':10700' is loopback)")  # fmt: skip
     run.add_argument("--trace", metavar="FILE.jsonl", type=Path,
                      help="write one JSON object per turn with its stage times")  # fmt: skip
     run.set_defaults(func=cmd_run)
@@ -49,6 +52,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings, models_dir = settings_and_models_dir(args)
     if args.http:
         settings = replace_section(settings, "http", listen=args.http)
+    if args.wyoming:
+        if parse_host_port(args.wyoming, "127.0.0.1") is None:
+            raise UsageError(f"--wyoming wants HOST:PORT, got {args.wyoming!r:.60}")
+        settings = replace_section(settings, "wyoming", listen=args.wyoming)
     if args.mqtt:
         host, port = _host_port(args.mqtt, "--mqtt")
         settings = replace_section(settings, "mqtt", host=host, port=port)

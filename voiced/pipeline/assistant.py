@@ -36,6 +36,7 @@ from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.hearing import Ears, Hearing
 from voiced.pipeline.listener import Heard, Listener
 from voiced.pipeline.quiet import QuietGate
+from voiced.pipeline.remote import RemoteTurns
 from voiced.pipeline.responder import Responder
 from voiced.pipeline.run import RunContext
 from voiced.pipeline.session import Idle, Listening, Muted, Responding, Session
@@ -129,6 +130,8 @@ class Assistant:
         self.frames_seen = 0
         self._stalled_at_frames: int | None = None
         self.first_frame = asyncio.Event()
+        self.remote: RemoteTurns | None = None
+        """A Home Assistant satellite link: while engaged, the wake word starts its turn."""
 
     # -- what the outside reads ------------------------------------------------
 
@@ -206,6 +209,10 @@ class Assistant:
                 self.turns.start_announcement(
                     while_muted=self.settings.audio.announce_while_muted)
             return
+        remote = self.remote
+        if remote is not None and remote.engaged and self.wake_mode and isinstance(session, Idle):
+            await self._feed_remote(remote, frame)
+            return
         listen = self.settings.listen
         speaking = isinstance(session, Responding)
         # Run only the detectors this state needs: idle in wake mode is the state
@@ -253,6 +260,25 @@ class Assistant:
         for word in heard.words:
             self.bus.publish(Event(EventType.WORD_HEARD,
                                    {"word": word.word, "action": word.action}, self.now_ms()))
+
+    async def _feed_remote(self, remote: RemoteTurns, frame: AudioFrame) -> None:
+        """Home Assistant runs the turns: the wake word starts one there, the microphone
+        streams to it; voiced's own announcements (timer alerts) play in between."""
+        if not remote.busy and self.turns.start_announcement():
+            return
+        barge_in = not remote.busy or self.settings.listen.barge_in
+        score_wake = self._stop_word or (not remote.streaming and barge_in)
+        heard = await self.hearing.hear(frame.pcm, score_wake=score_wake, detect_speech=False)
+        if heard.words:
+            self._words_heard(heard)
+            if heard.has(STOP):
+                remote.stop()
+                self.stop()
+                return
+        if heard.wake:
+            remote.woke(tuple(str(w).split(":", 1)[-1] for w in
+                              getattr(self.engines.wake, "fired", ())))  # fmt: skip
+        remote.hear(frame.pcm)
 
     def _prepare_clock_replies(self) -> None:
         now_s = time.time()

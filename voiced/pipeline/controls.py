@@ -87,8 +87,12 @@ class Controls:
         """Labels of timers that fire now; their alerts are queued to be spoken."""
         fired = self.timers.due(self._now_ms())
         for label in fired:
-            self.announce(f"Your {label} timer is done.", alert=True, rings=self._alert_rings)
+            self.ring(label)
         return fired
+
+    def ring(self, label: str) -> None:
+        """Queue a timer's alert (also for a timer kept elsewhere: Home Assistant's)."""
+        self.announce(f"Your {label} timer is done.", alert=True, rings=self._alert_rings)
 
     def announce(self, text: str, *, alert: bool = False, rings: int = 1) -> bool:
         """Queue ``text``; a timer alert is never dropped: when the queue is full the
