@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from voiced.audio.devices import format_device_table, list_devices
+from voiced.audio.room import ROOMS, load_room
 from voiced.cli.common import add_settings_options, run_async, settings_and_models_dir
 from voiced.daemon import RunOptions, run_daemon
 from voiced.errors import UsageError
@@ -38,6 +39,10 @@ def register(commands: Any) -> None:
                      help="connect to this MQTT broker (config [mqtt] host/port)")  # fmt: skip
     run.add_argument("--trace", metavar="FILE.jsonl", type=Path,
                      help="write one JSON object per turn with its stage times")  # fmt: skip
+    run.add_argument("--simulate-room", metavar="NAME|IR.wav",
+                     help="play the output back into a file input through a simulated room "
+                     f"({', '.join(ROOMS)}) or an impulse-response WAV; implies "
+                     "--realtime")  # fmt: skip
     run.set_defaults(func=cmd_run)
 
     devices = commands.add_parser("devices", help="list sound cards")
@@ -46,6 +51,8 @@ def register(commands: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.simulate_room is not None:
+        load_room(args.simulate_room)  # a bad name or file is told before models load
     settings, models_dir = settings_and_models_dir(args)
     if args.http:
         settings = replace_section(settings, "http", listen=args.http)
@@ -59,7 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings=settings, models_dir=models_dir, wake_mode=not args.no_wake,
         input=args.input if args.input is not None else settings.audio.input,
         output=args.output if args.output is not None else settings.audio.output,
-        realtime=args.realtime or configured_input, trace=args.trace, config=args.config,
+        realtime=args.realtime or configured_input or args.simulate_room is not None,
+        trace=args.trace, config=args.config, simulate_room=args.simulate_room,
     )  # fmt: skip
     return run_async(run_daemon(options))
 
