@@ -27,12 +27,14 @@ from voiced.engines.loader import Engines
 from voiced.errors import BusyError, VoicedError
 from voiced.intents.base import IntentHandler
 from voiced.intents.builtin import BuiltinIntents
+from voiced.pipeline.barge_in import SpeechOverReply
 from voiced.pipeline.clock import StreamClock
 from voiced.pipeline.clock_phrases import ClockPhrases, prepare_fixed_replies
 from voiced.pipeline.controls import Controls
 from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.hearing import Ears, Hearing
 from voiced.pipeline.listener import Listener
+from voiced.pipeline.mic_path import build_mic_path, counts_as_speech
 from voiced.pipeline.quiet import QuietGate
 from voiced.pipeline.responder import Responder
 from voiced.pipeline.run import RunContext
@@ -42,7 +44,7 @@ from voiced.pipeline.speaker_watch import SpeakerWatch
 from voiced.pipeline.state import State, Trigger
 from voiced.pipeline.timers import TimerBook
 from voiced.pipeline.turn import TraceWriter, TurnRecord
-from voiced.pipeline.turns import Turns
+from voiced.pipeline.turns import ROOM_TAIL_MS, Turns
 from voiced.pipeline.vad import WebRtcVad
 from voiced.pipeline.workers import Workers
 from voiced.ratelimit import RateLimitedLog
@@ -85,6 +87,8 @@ class Assistant:
             QuietGate() if listen.speculate_on_quiet else None,
         )  # fmt: skip
         self.hearing = Hearing(ears, self.workers.listen)
+        self.mic_path = build_mic_path(settings.audio, sink, self.workers.listen)
+        self._over_reply = SpeechOverReply(listen.barge_in_min_speech_ms)
         self.clock = StreamClock(clock)
         self._errors_log = RateLimitedLog(_LOGGER)
         self.controls = Controls(
@@ -205,24 +209,40 @@ class Assistant:
             isinstance(session, Listening) or (isinstance(session, Idle) and not self.wake_mode)
             or (speaking and listen.barge_in_on_speech)
         )  # fmt: skip
+        frame, clean = await self.mic_path.clean(frame)
+        # A converged canceller takes the reply's tail out: no deaf follow-up window.
+        self.turns.room_tail_ms = 0 if self.mic_path.cancels_echo else ROOM_TAIL_MS
         heard = await self.hearing.hear(frame.pcm, score_wake=score_wake,
                                         detect_speech=detect_speech)  # fmt: skip
         session = self.turns.session  # hearing awaited: a control may have moved it
         if isinstance(session, Responding):
-            if heard.wake or (listen.barge_in_on_speech and heard.speech):
-                self.turns.barge_in("wake word" if heard.wake else "speech")
-                listening = self.turns.session
-                if heard.speech and isinstance(listening, Listening):
-                    self.turns.hear_in(listening, heard.speech, heard.quiet, frame)
-        elif isinstance(session, Idle):
+            user_speech = counts_as_speech(heard.speech, clean, over_reply=True)
+            self._hear_over_reply(frame, heard.wake, user_speech)
+            return
+        speech = counts_as_speech(heard.speech, clean, over_reply=False)
+        self._over_reply.reset()
+        if isinstance(session, Idle):
             self.hearing.preroll.append(frame.pcm)
             self._prepare_clock_replies()
             if heard.wake:
                 self.turns.start_listening(wake=True)
             elif not self.turns.start_announcement() and not self.wake_mode:
-                self.turns.idle_hear(heard.speech, frame)
+                self.turns.idle_hear(speech, frame)
         elif isinstance(session, Listening):
-            self.turns.hear_in(session, heard.speech, heard.quiet, frame)
+            self.turns.hear_in(session, speech, heard.quiet, frame)
+
+    def _hear_over_reply(self, frame: AudioFrame, wake: bool, speech: bool) -> None:
+        """During a reply: the wake word stops it at once; speech once it has lasted
+        (SpeechOverReply), and the new turn starts with the words heard meanwhile."""
+        if wake:
+            self.turns.barge_in("wake word")
+            self._over_reply.reset()
+            return
+        if not self.settings.listen.barge_in_on_speech:
+            return
+        if self._over_reply.hear(frame, speech):
+            self.turns.barge_in("speech", heard=list(self._over_reply.frames))
+            self._over_reply.reset()
 
     def _prepare_clock_replies(self) -> None:
         now_s = time.time()
