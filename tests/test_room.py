@@ -240,3 +240,20 @@ def test_the_mic_path_taps_the_sink_only_when_it_cancels() -> None:
         suppress = build_mic_path(AudioSettings(echo_cancel="off", noise_suppression=True),
                                   quiet, executor)  # fmt: skip
         assert suppress.cleaner is not None and not suppress.cleaner.echo_cancel
+
+
+def test_doctor_says_who_cancels_the_echo() -> None:
+    from voiced.service.doctor import check_echo_cancel
+    from voiced.settings import Settings, replace_section
+
+    def finding(**audio: object) -> tuple[str, str]:
+        found = check_echo_cancel(replace_section(Settings(), "audio", **audio))
+        return found.status, found.detail
+
+    assert finding(output="out.wav") == ("ok", "voiced's (WebRTC AEC3)")
+    assert finding(echo_cancel="device", input="hw:CARD=ArrayUAC10")[0] == "ok"
+    status, detail = finding(input="echo-cancel-source")
+    assert status == "warn" and "looks echo-cancelled" in detail
+    status, detail = finding()  # the default speaker: no timeline for ours yet
+    assert status == "warn" and detail.startswith("none")
+    assert finding(echo_cancel="on")[0] == "fail"

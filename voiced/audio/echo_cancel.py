@@ -147,6 +147,7 @@ class ResidualGate:
     WINDOW_FRAMES = 30
     """The far end's level is its mean power over the last 300 ms."""
     MEMORY_FRAMES = 100
+    USER_ABOVE_DB = 10.0
     DECAY_DB_PER_FRAME = 0.6
     """60 dB a second: a reverberation time of 1 s, longer than most rooms'."""
     """A residual may follow the far end by this long (delay and reverberation)."""
@@ -158,6 +159,11 @@ class ResidualGate:
         self._far_power: list[float] = []
         self._since_far = self.MEMORY_FRAMES
         self._reference_db = 0.0
+
+    @property
+    def asleep(self) -> bool:
+        """The far end has been silent for longer than the room's memory."""
+        return self._since_far >= self.MEMORY_FRAMES
 
     def update(self, far: np.ndarray, cleaned_db: float) -> tuple[bool, bool]:
         """(echo_possible, above_residual) for this frame; learns from it."""
@@ -175,7 +181,9 @@ class ResidualGate:
         self._reference_db = max(far_db, self._reference_db - self.DECAY_DB_PER_FRAME)
         relative = cleaned_db - self._reference_db
         above = relative > self.residual_db + self.margin_db and cleaned_db > _SILENT_DB
-        if playing:
+        if playing and relative < self.residual_db + self.USER_ABOVE_DB:
+            # Frames far above the residual are the user, not the room: learning from
+            # them (a barge-in, double talk) would make the next reply deaf to them.
             self.residual_db += self.STEP_DB * (self.QUANTILE - float(relative < self.residual_db))
         return True, above
 
@@ -210,6 +218,11 @@ class MicCleaner:
         """One frame (any length; processed in 10 ms pieces). Blocking: off the loop."""
         near = np.frombuffer(pcm, dtype="<i2")
         far = self.far_end.read(start_sample, near.size)
+        if self.echo_cancel and not self.noise_suppression and self.gate.asleep and not far.any():
+            # Nothing has played for a while (the state a device spends its life in):
+            # nothing to cancel, and AEC3 sees neither side, so they stay aligned.
+            self.gate.update(far, 0.0)
+            return CleanFrame(pcm, _level_db(near), False, True, self.converged)
         began = time.thread_time()
         pieces = []
         for at in range(0, near.size - FRAME_SAMPLES + 1, FRAME_SAMPLES):

@@ -237,6 +237,30 @@ def format_room_table(figures: list[RoomFigures]) -> str:
     return "\n".join(lines)
 
 
+def noise_suppression_wer(engines: Engines, room: str | None) -> tuple[float, float]:
+    """Whisper's WER on the benchmark corpus heard in ``room`` (its noise, no reply
+    playing; None: the clean files), without and with WebRTC's noise suppressor."""
+    from voiced.bench.corpus import synthesize_corpus
+
+    assert engines.tts is not None and engines.asr is not None
+    refs, plain, suppressed = [], [], []
+    for utt in synthesize_corpus(engines.tts):
+        simulator = RoomSimulator(load_room(room)) if room is not None else None
+        processor = make_processor(echo_cancel=False, noise_suppression=True)
+        samples = np.frombuffer(utt.pcm, "<i2")
+        mic, cleaned = [], []
+        for at in range(0, samples.size - FRAME_SAMPLES + 1, FRAME_SAMPLES):
+            frame = AudioFrame(samples[at : at + FRAME_SAMPLES].tobytes(), at)
+            heard = simulator.mix(frame) if simulator is not None else frame
+            block = np.frombuffer(heard.pcm, "<i2")
+            mic.append(block)
+            cleaned.append(processor.process(block))
+        refs.append(utt.text)
+        plain.append(engines.asr.transcribe(np.concatenate(mic).tobytes()).text)
+        suppressed.append(engines.asr.transcribe(np.concatenate(cleaned).tobytes()).text)
+    return _wer(refs, plain), _wer(refs, suppressed)
+
+
 def run_room_bench(
     settings: Settings, models_dir: Path, rooms: list[str], *, replies: int = 50,
     interruptions: int = 20, json_path: Path | None = None,
@@ -249,6 +273,11 @@ def run_room_bench(
                                   settings.listen.barge_in_min_speech_ms))  # fmt: skip
         print(f"  {room}: {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
     print(format_room_table(figures))
+    print("\nnoise suppressor, Whisper WER on the 22-prompt corpus (no reply playing):")
+    noisy: list[str | None] = [r for r in rooms if load_room(r).noise_dbfs is not None]
+    for where in [None, *noisy]:
+        plain, suppressed = noise_suppression_wer(engines, where)
+        print(f"  {where or 'clean':<8} without {plain:.3f}  with {suppressed:.3f}", flush=True)
     if json_path is not None:
         import json
 
