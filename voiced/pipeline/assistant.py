@@ -166,6 +166,10 @@ class Assistant:
         self._stalled_at_frames = None
         return self.frames_seen
 
+    def echo_status(self) -> dict[str, object]:
+        """Who cancels the echo and what ours has measured (delay, residual)."""
+        return self.mic_path.status()
+
     @property
     def busy(self) -> bool:
         session = self.turns.session
