@@ -257,3 +257,25 @@ def test_doctor_says_who_cancels_the_echo() -> None:
     status, detail = finding()  # the default speaker: no timeline for ours yet
     assert status == "warn" and detail.startswith("none")
     assert finding(echo_cancel="on")[0] == "fail"
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["run", "--input", "in.wav", "--output", "o.wav", "--simulate-room", "ballroom"],
+         "unknown room"),
+        (["run", "--simulate-room", "kitchen"], "file input"),
+        (["run", "--output", "o.wav", "--simulate-room", "/nonexistent/ir.wav"], "not found"),
+        (["bench", "--room", "kitchen,nowhere"], "unknown room"),
+        (["bench", "--room", "--wake"], "pick one"),
+        (["bench", "--room", "--replies", "0"], "--replies"),
+    ],
+)  # fmt: skip
+def test_bad_rooms_on_the_command_line_are_told_before_anything_loads(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from voiced.cli.main import main
+
+    code = main([*argv, "--models-dir", str(tmp_path)])
+    assert code != 0
+    assert says in capsys.readouterr().err

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from voiced.audio.devices import format_device_table, list_devices
+from voiced.audio.devices import format_device_table, is_device_spec, list_devices
 from voiced.audio.room import ROOMS, load_room
 from voiced.cli.common import add_settings_options, run_async, settings_and_models_dir
 from voiced.daemon import RunOptions, run_daemon
@@ -69,6 +69,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         realtime=args.realtime or configured_input or args.simulate_room is not None,
         trace=args.trace, config=args.config, simulate_room=args.simulate_room,
     )  # fmt: skip
+    if options.simulate_room is not None and is_device_spec(options.input):
+        raise UsageError("--simulate-room plays the replies into a file input: give --input "
+                         "FILE.wav (or '-') and a .wav, '-' or 'null' --output")  # fmt: skip
     return run_async(run_daemon(options))
 
 
