@@ -137,20 +137,23 @@ class ResidualGate:
     """Learns how loud the canceller's residual is against the far end, in this room.
 
     The residual's level relative to the far end's recent level is tracked as a
-    running 90th percentile over frames with echo about; a frame counts as "above
+    running 95th percentile over frames with echo about; a frame counts as "above
     the residual" when it is ``margin_db`` louder than that. It starts strict (the
     canceller has not converged) and learns within seconds of playback.
     """
 
-    QUANTILE = 0.9
-    STEP_DB = 0.5
+    QUANTILE = 0.95
+    STEP_DB = 0.7
     WINDOW_FRAMES = 30
     """The far end's level is its mean power over the last 300 ms."""
     MEMORY_FRAMES = 100
-    USER_ABOVE_DB = 10.0
+    """A residual may follow the far end by this long (delay and reverberation)."""
     DECAY_DB_PER_FRAME = 0.6
     """60 dB a second: a reverberation time of 1 s, longer than most rooms'."""
-    """A residual may follow the far end by this long (delay and reverberation)."""
+    USER_ABOVE_DB = 10.0
+    USER_WEIGHT = 0.1
+    """Frames this far above the residual are likely the user: they teach a tenth as
+    much (not nothing, or the estimate could only ever fall)."""
 
     def __init__(self, margin_db: float = 3.0, initial_db: float = 0.0) -> None:
         self.margin_db = margin_db
@@ -181,10 +184,14 @@ class ResidualGate:
         self._reference_db = max(far_db, self._reference_db - self.DECAY_DB_PER_FRAME)
         relative = cleaned_db - self._reference_db
         above = relative > self.residual_db + self.margin_db and cleaned_db > _SILENT_DB
-        if playing and relative < self.residual_db + self.USER_ABOVE_DB:
-            # Frames far above the residual are the user, not the room: learning from
-            # them (a barge-in, double talk) would make the next reply deaf to them.
-            self.residual_db += self.STEP_DB * (self.QUANTILE - float(relative < self.residual_db))
+        if playing:
+            # Frames far above the residual are mostly the user, not the room: learning
+            # from them at full weight (a barge-in, double talk) would make the next
+            # reply deaf to the user.
+            step = self.STEP_DB
+            if relative >= self.residual_db + self.USER_ABOVE_DB:
+                step *= self.USER_WEIGHT
+            self.residual_db += step * (self.QUANTILE - float(relative < self.residual_db))
         return True, above
 
 
