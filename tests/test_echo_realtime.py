@@ -96,3 +96,16 @@ def test_replies_nobody_talks_over_are_never_cut_by_their_own_echo(
     said = [t for t in run.turns if t.kind == "say"]
     assert [t.outcome for t in said] == ["answered"] * len(LONG_SAYS)
     assert [t.intent for t in voice_turns(run)] == ["time"]
+
+
+def test_without_the_wake_word_a_reply_does_not_hear_itself(
+    engines: Engines, tts: PiperTts, tmp_path: Path
+) -> None:
+    """No-wake mode in the hall (150 ms away, 900 ms of reverberation): one question,
+    one turn. With echo_cancel off the same run took the reply's tail for a second
+    command ("Volume down.") and acted on it."""
+    speech = compose(tts, [0.5, "What time is it?", 3.0])
+    run = run_pipeline(engines, Settings(), speech, tmp_path, wake_mode=False, realtime=True,
+                       room="hall")  # fmt: skip
+    assert [t.intent for t in voice_turns(run)] == ["time"], _outline(run)
+    assert run.volume == 1.0

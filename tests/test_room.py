@@ -279,3 +279,20 @@ def test_bad_rooms_on_the_command_line_are_told_before_anything_loads(
     code = main([*argv, "--models-dir", str(tmp_path)])
     assert code != 0
     assert says in capsys.readouterr().err
+
+
+def test_what_counts_as_the_users_speech_before_and_after_convergence() -> None:
+    from voiced.audio.echo_cancel import CleanFrame
+    from voiced.pipeline.mic_path import counts_as_speech
+
+    learning = CleanFrame(SILENT_FRAME, 60.0, echo_possible=True, above_residual=True,
+                          converged=False)  # fmt: skip
+    assert not counts_as_speech(True, learning, over_reply=True), "no barge-in yet"
+    assert counts_as_speech(True, learning, over_reply=False), "a command after the wake word"
+    assert not counts_as_speech(True, learning, over_reply=False, idle=True), "the reply's tail"
+    residual = CleanFrame(SILENT_FRAME, 40.0, True, above_residual=False, converged=True)
+    assert not counts_as_speech(True, residual, over_reply=True)
+    user = CleanFrame(SILENT_FRAME, 70.0, True, above_residual=True, converged=True)
+    assert counts_as_speech(True, user, over_reply=True)
+    assert not counts_as_speech(False, user, over_reply=True)
+    assert counts_as_speech(True, None, over_reply=True), "no canceller: as before"

@@ -231,7 +231,8 @@ class Assistant:
             if heard.wake:
                 self.turns.start_listening(wake=True)
             elif not self.turns.start_announcement() and not self.wake_mode:
-                self.turns.idle_hear(speech, frame)
+                self.turns.idle_hear(counts_as_speech(heard.speech, clean, over_reply=False,
+                                                      idle=True), frame)  # fmt: skip
         elif isinstance(session, Listening):
             self.turns.hear_in(session, speech, heard.quiet, frame)
 

@@ -124,16 +124,19 @@ class MicPath:
         return out
 
 
-def counts_as_speech(vad_speech: bool, clean: CleanFrame | None, *, over_reply: bool) -> bool:
+def counts_as_speech(
+    vad_speech: bool, clean: CleanFrame | None, *, over_reply: bool, idle: bool = False
+) -> bool:
     """Whether a frame the VAD calls speech is the user's. With our canceller
-    converged, only if louder than its residual; before it has converged the
-    pipeline hears the raw microphone as it would without one, except that speech
-    over a reply cannot stop it (its echo is not yet taken out)."""
+    converged, only if louder than its residual. Before it has converged the
+    pipeline hears the raw microphone as it would without one, except that the
+    room's echo cannot start anything: speech over a reply does not stop it, and
+    idle (no wake word) the reply's tail does not open a turn."""
     if not vad_speech or clean is None:
         return vad_speech
     if clean.converged:
         return clean.above_residual
-    return not over_reply
+    return not over_reply and not (idle and clean.echo_possible)
 
 
 def build_mic_path(
