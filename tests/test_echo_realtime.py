@@ -109,3 +109,31 @@ def test_without_the_wake_word_a_reply_does_not_hear_itself(
                        room="hall")  # fmt: skip
     assert [t.intent for t in voice_turns(run)] == ["time"], _outline(run)
     assert run.volume == 1.0
+
+
+def test_the_follow_up_window_opens_at_once_and_does_not_hear_the_replys_tail(
+    engines: Engines, tts: PiperTts, tmp_path: Path
+) -> None:
+    """Two long announcements teach the canceller the kitchen; then a question's
+    follow-up window opens the moment the reply ends (no deaf start), and hears
+    nothing: the reply's tail is cancelled, not taken for the user."""
+    settings = replace_section(Settings(), "listen", follow_up_window_ms=3000)
+    converged_at_end: list[bool] = []
+
+    def on_event(assistant: Assistant, event: Event) -> None:
+        if event.type is EventType.RUN_END and event.data.get("outcome") == "answered":
+            status = assistant.echo_status()
+            if not converged_at_end:
+                for text in LONG_SAYS[:2]:
+                    assistant.announce(text)
+            converged_at_end.append(bool(status.get("converged")))
+
+    question = ["Hey Jarvis.", 0.3, "What time is it?"]
+    speech = compose(tts, [0.5, *question, 24.0, *question, 6.0])
+    run = run_pipeline(engines, settings, speech, tmp_path, wake_mode=True, realtime=True,
+                       on_event=on_event, room="kitchen")  # fmt: skip
+    turns = voice_turns(run)
+    assert [(t.outcome, t.intent) for t in turns] == [
+        ("answered", "time"), ("no_speech", None), ("answered", "time"), ("no_speech", None),
+    ], _outline(run)  # fmt: skip
+    assert converged_at_end[-1], "the second follow-up window was the canceller's"
