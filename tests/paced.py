@@ -37,7 +37,7 @@ from voiced.pipeline.assistant import Assistant
 from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.listener import Heard
 from voiced.pipeline.turn import TurnRecord
-from voiced.settings import Settings, TtsSettings
+from voiced.settings import Settings, TtsSettings, replace_section
 
 SPEECH_BASE = 1000
 WAKE_END = 7
@@ -311,6 +311,9 @@ def run_paced(
     """Feeds ``script`` through a real Assistant at the pace of the stream. ``house``
     makes the arbiter, given a wall clock (seconds) that follows the stream."""
     settings = settings or paced_settings()
+    if settings.audio.echo_cancel == "auto":
+        # The scripted listener hears the script, not the audio: nothing to cancel.
+        settings = replace_section(settings, "audio", echo_cancel="off")
     asr, slm = ScriptedAsr(script.phrases), ScriptedSlm(slm_reply)
     tts = tts or ScriptedTts()
     unused = Path("/nonexistent")

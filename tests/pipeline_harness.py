@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voiced.audio.room import RoomSimulator, attach_room
 from voiced.audio.sinks import AlignedSink, MemoryWriter, SequentialSink
 from voiced.audio.sources import WavFileSource
 from voiced.engines.loader import Engines
@@ -32,15 +33,17 @@ class PipelineRun:
     volume: float = 1.0
     """The assistant's volume when the run ended."""
     timers_pending: int = 0
+    room: RoomSimulator | None = None
 
 
 def run_pipeline(
     engines: Engines, settings: Settings, pcm: bytes, tmp_path: Path, *,
     wake_mode: bool, realtime: bool,
-    on_event: Callable[[Assistant, Event], None] | None = None,
+    on_event: Callable[[Assistant, Event], None] | None = None, room: str | None = None,
 ) -> PipelineRun:  # fmt: skip
     """``on_event`` sees each event as it is published, with the assistant (a test
-    can act on it: mute when the command starts...)."""
+    can act on it: mute when the command starts...). ``room`` (a preset name or an
+    impulse-response WAV, realtime only) plays the replies back into the input."""
     wav = tmp_path / "input.wav"
     write_wav(wav, pcm)
     writer = MemoryWriter()
@@ -48,6 +51,7 @@ def run_pipeline(
     bus = EventBus()
     events: list[Event] = []
     bus.add_listener(events.append)
+    simulator = attach_room(sink, room) if room is not None else None
     assistant = Assistant(settings, engines, sink, bus, wake_mode=wake_mode)
     if on_event is not None:
         bus.add_listener(lambda event: on_event(assistant, event))
@@ -57,8 +61,9 @@ def run_pipeline(
     async def main() -> None:
         try:
             source = WavFileSource(wav, realtime=realtime)
-            await asyncio.wait_for(run_stream(assistant, source, realtime=realtime),
-                                   RUN_TIMEOUT_S)  # fmt: skip
+            await asyncio.wait_for(
+                run_stream(assistant, source, realtime=realtime, room=simulator), RUN_TIMEOUT_S
+            )
         finally:
             await assistant.close()
 
@@ -67,7 +72,7 @@ def run_pipeline(
     return PipelineRun(
         turns=turns, output=np.frombuffer(bytes(writer.pcm), dtype="<i2"), events=events,
         onsets_samples=onsets, volume=assistant.volume,
-        timers_pending=assistant.timers.pending,
+        timers_pending=assistant.timers.pending, room=simulator,
     )  # fmt: skip
 
 

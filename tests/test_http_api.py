@@ -55,6 +55,9 @@ class FakeAssistant:
     def state(self) -> State:
         return self.machine.state
 
+    def echo_status(self) -> dict[str, object]:
+        return {"canceller": "none", "reason": "echo_cancel = off"}
+
     @property
     def busy(self) -> bool:
         return self.machine.state in (State.THINKING, State.SPEAKING)
@@ -155,6 +158,7 @@ def test_health_status_metrics_and_page() -> None:
         assert body["state"] == "idle" and body["muted"] is False
         assert body["models"] == {"asr": "whisper-tiny.en"} and body["volume"] == 0.8
         assert body["turns"] == [] and body["uptime_s"] >= 0
+        assert body["echo"] == {"canceller": "none", "reason": "echo_cancel = off"}
         await call(session, "POST", "/api/ask", json={"text": "turn on the light"})
         _, body = await call(session, "GET", "/api/status")
         assert body["turns"][0]["intent"] == "light_on"

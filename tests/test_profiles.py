@@ -175,3 +175,18 @@ def test_profile_dirs_order(tmp_path: Path) -> None:
     dirs = profile_dirs({"XDG_CONFIG_HOME": str(tmp_path), "HOME": "/home/x"})
     assert dirs == [tmp_path / "voiced/hardware", Path("/etc/voiced/hardware"), *BUILTIN]
     assert profile_dirs({"HOME": "/home/x"})[0] == Path("/home/x/.config/voiced/hardware")
+
+
+def test_a_profile_sets_the_echo_canceller_for_its_board(tmp_path: Path) -> None:
+    from voiced.service.profiles import settings_overrides
+    from voiced.settings import load_settings
+
+    rpi4 = load_profile("rpi4", search_dirs=BUILTIN)
+    assert settings_overrides(rpi4)["audio"]["noise_suppression"] is False
+    path = tmp_path / "speakerphone.toml"
+    path.write_text('[profile]\ndescription = "x"\n[audio]\necho_cancel = "device"\n')
+    settings = load_settings(None, settings_overrides(load_profile(path)))
+    assert settings.audio.echo_cancel == "device"
+    path.write_text('[profile]\ndescription = "x"\n[audio]\necho_cancel = "maybe"\n')
+    with pytest.raises(ConfigError, match="echo_cancel"):
+        load_settings(None, settings_overrides(load_profile(path)))

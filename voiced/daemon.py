@@ -13,6 +13,7 @@ from pathlib import Path
 
 from voiced.audio.devices import is_device_spec
 from voiced.audio.resilient import ResilientSource
+from voiced.audio.room import RoomSimulator, attach_room
 from voiced.audio.sinks import AudioSink, open_sink
 from voiced.audio.soundcard import SoundcardSource
 from voiced.audio.sources import AudioSource, open_source
@@ -20,7 +21,7 @@ from voiced.control.hooks import load_hooks
 from voiced.control.mqtt import MqttPublisher
 from voiced.control.plane import ControlPlane, house_arbiter, mqtt_publisher
 from voiced.engines.loader import Engines, load_engines
-from voiced.errors import VoicedError
+from voiced.errors import UsageError, VoicedError
 from voiced.house.room_intent import RoomAnnouncements
 from voiced.intents.base import IntentHandler
 from voiced.intents.user import UserIntent, load_user_intents
@@ -48,6 +49,9 @@ class RunOptions:
     trace: Path | None = None
     config: Path | None = None
     """Re-read on SIGHUP (``systemctl reload voiced``) for its intents and hooks."""
+    simulate_room: str | None = None
+    """A room preset or impulse-response WAV: the output is played back into the
+    (file) input through it (voiced.audio.room)."""
 
 
 def needed_roles(settings: Settings, wake_mode: bool) -> set[Role]:
@@ -83,6 +87,7 @@ async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int
     mic = _MicReport()
     source = _open_input(options.input, realtime, settings, mic)
     sink = open_sink(options.output, realtime)
+    room = _simulated_room(options, sink)
     trace = TraceWriter(options.trace) if options.trace else None
     assistant = Assistant(settings, engines, sink, EventBus(), wake_mode=options.wake_mode,
                           trace=trace, extra_intents=handlers,
@@ -98,7 +103,7 @@ async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int
         if settings.wyoming.listen:
             wyoming = await start_wyoming(assistant, settings)
         reloader = Reloader(options.config, assistant, plane, publisher, list(intents))
-        await _serve(assistant, source, realtime=realtime, reload=reloader.reload)
+        await _serve(assistant, source, realtime=realtime, reload=reloader.reload, room=room)
     finally:
         if wyoming is not None:
             await wyoming.close()
@@ -147,7 +152,7 @@ class Reloader:
 
 async def _serve(
     assistant: Assistant, source: AudioSource, *, realtime: bool,
-    reload: Callable[[], None] | None = None,
+    reload: Callable[[], None] | None = None, room: RoomSimulator | None = None,
 ) -> None:  # fmt: skip
     notifier = SystemdNotifier()
     main = asyncio.current_task()
@@ -161,7 +166,7 @@ async def _serve(
     readiness = asyncio.create_task(_announce_ready(assistant, notifier))
     watchdog = asyncio.create_task(watchdog_loop(notifier, assistant.watchdog_progress))
     try:
-        await run_stream(assistant, source, realtime=realtime)
+        await run_stream(assistant, source, realtime=realtime, room=room)
     except asyncio.CancelledError:
         _LOGGER.info("stopping")
     finally:
@@ -186,6 +191,15 @@ def _request_stop(main: asyncio.Task[object] | None, notifier: SystemdNotifier) 
     notifier.stopping()
     if main is not None:
         main.cancel()
+
+
+def _simulated_room(options: RunOptions, sink: AudioSink) -> RoomSimulator | None:
+    if options.simulate_room is None:
+        return None
+    if options.input is None or is_device_spec(options.input):
+        raise UsageError("--simulate-room plays the replies into a file input: give --input "
+                         "FILE.wav (or '-')")  # fmt: skip
+    return attach_room(sink, options.simulate_room)
 
 
 def _open_input(spec: str | None, realtime: bool, settings: Settings,

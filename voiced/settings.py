@@ -31,6 +31,7 @@ COMPUTE_TYPES = frozenset(
 """CTranslate2's compute types."""
 WAKE_ENGINES = frozenset({"micro", "open", "both"})
 MAX_EXTRA_WAKE_WORDS = 4
+ECHO_CANCEL_MODES = frozenset({"auto", "on", "off", "device"})
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful voice assistant on a small device. Answer in one or two short "
@@ -174,7 +175,11 @@ class ListenSettings:
     barge_in: bool = True
     """The wake word during a reply stops it."""
     barge_in_on_speech: bool = False
-    """Any speech during a reply stops it (only with echo cancellation)."""
+    """Speech during a reply stops it: only with echo cancellation ([audio]
+    echo_cancel on, or a microphone that cancels its own echo)."""
+    barge_in_min_speech_ms: int = 150
+    """Speech over a reply must add up to this long (gaps leak it away slowly)
+    before the reply stops: a cough or a door does not cut it."""
     early_commit: bool = True
     """End the utterance at the first pause when its transcript is complete (a local
     intent, or a sentence that does not end on a word like "the" or "of")."""
@@ -206,6 +211,14 @@ class AudioSettings:
     announce_while_muted: bool = True
     """While muted (microphone off), timer alerts and API say still play, as a Home
     Assistant satellite does; false holds them until unmuted."""
+    echo_cancel: str = "auto"
+    """Cancel the speaker's echo in the microphone (WebRTC AEC3): ``auto`` (on when
+    pywebrtc-audio imports and the output's timeline is known), ``on``, ``off``, or
+    ``device`` when the microphone already does it (a ReSpeaker's processed channel,
+    PipeWire's echo-cancel source): ours stays off and its audio is trusted."""
+    noise_suppression: bool = False
+    """WebRTC's noise suppressor on the microphone (see the README for its effect
+    on Whisper's word error rate)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,6 +546,7 @@ _RANGES: dict[str, _Range] = {
     "tts.first_chunk_max_words": _Range(0, 100),
     "audio.mic_lost_exit_s": _Range(0, 86_400),
     "audio.capture_sample_rate_hz": _Range(8000, 192_000),
+    "listen.barge_in_min_speech_ms": _Range(30, 2_000),
     "mqtt.port": _Range(1, 65535),
     "house.window_ms": _Range(0, 2000),
     "house.result_timeout_s": _Range(0.5, 60),
@@ -549,6 +563,7 @@ _CHOICES: dict[str, frozenset[str]] = {
     "slm.compute_type": COMPUTE_TYPES,
     "wake.engine": WAKE_ENGINES,
     "wake.words.action": frozenset(WAKE_ACTIONS),
+    "audio.echo_cancel": ECHO_CANCEL_MODES,
 }
 _ITEM_CHOICES: dict[str, frozenset[str]] = {
     "mqtt.commands": frozenset({"say", "ask", "listen", "stop", "mute"}),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -163,6 +164,9 @@ class AlignedSink:
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self.taps: list[Callable[[int, np.ndarray], None]] = []
+        """Called with (position_sample, samples) for every block played, silence too:
+        the echo canceller's far-end reference and the simulated room listen here."""
 
     def enqueue(self, pcm: bytes, rate_hz: int) -> None:
         samples = _to_pipeline_samples(pcm, rate_hz)
@@ -186,6 +190,8 @@ class AlignedSink:
         if data.size:
             self._audio_end = self.position_samples + int(data.size)
         self._played_samples += int(data.size)
+        for tap in self.taps:
+            tap(self.position_samples, out)
         self.position_samples += num_samples
         if not self._queue.pending_samples:
             self._idle.set()

@@ -38,6 +38,14 @@ def register(commands: Any) -> None:
     bench.add_argument("--wake-cache", type=Path, metavar="DIR",
                        help="with --wake: where the spoken sets are kept (made once)")  # fmt: skip
     bench.add_argument(
+        "--room", nargs="?", const="all", metavar="NAME[,NAME...]|IR.wav",
+        help="measure echo cancellation and interrupting by voice instead, per simulated "
+        "room (default: every preset): ERLE, self-interruptions, barge-in reaction, "
+        "double talk, false wakes, CPU",
+    )  # fmt: skip
+    bench.add_argument("--replies", type=int, metavar="N", default=50,
+                       help="with --room: replies per room (default 50)")  # fmt: skip
+    bench.add_argument(
         "--no-process", action="store_true",
         help="skip the start/idle/memory probes of a `voiced run` process",
     )  # fmt: skip
@@ -55,7 +63,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError("--wake-cache goes with --wake")
     if args.session and args.qa is None:
         raise UsageError("--session goes with --qa")
+    if sum([args.wake, args.qa is not None, args.room is not None]) > 1:
+        raise UsageError("--wake, --qa and --room are separate benchmarks: pick one")
+    if not 1 <= args.replies <= 1000:
+        raise UsageError("--replies must be between 1 and 1000")
+    rooms = _rooms(args.room) if args.room is not None else None
     settings, models_dir = settings_and_models_dir(args)
+    if rooms is not None:
+        from voiced.bench.echo import run_room_bench
+
+        run_room_bench(settings, models_dir, rooms, replies=args.replies, json_path=args.json)
+        return 0
     if args.qa is not None:
         from voiced.bench.qa import run_qa_bench
 
@@ -73,3 +91,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         json_path=args.json, plot_path=args.plot, save_corpus=args.save_corpus,
     ))  # fmt: skip
     return 0
+
+
+def _rooms(spec: str) -> list[str]:
+    """Preset names (comma-separated, or ``all``) or one impulse-response WAV, checked."""
+    from voiced.audio.room import ROOMS, load_room
+
+    names = list(ROOMS) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise UsageError("--room wants a room name, a list of them, or an .wav file")
+    for name in names:
+        load_room(name)  # an unknown name or a bad file is told now
+    return names

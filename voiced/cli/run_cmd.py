@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from voiced.audio.devices import format_device_table, list_devices
+from voiced.audio.devices import format_device_table, is_device_spec, list_devices
+from voiced.audio.room import ROOMS, load_room
 from voiced.cli.common import add_settings_options, run_async, settings_and_models_dir
 from voiced.daemon import RunOptions, run_daemon
 from voiced.errors import UsageError
@@ -41,6 +42,10 @@ def register(commands: Any) -> None:
                      "(config [wyoming] listen; ':10700' is loopback)")  # fmt: skip
     run.add_argument("--trace", metavar="FILE.jsonl", type=Path,
                      help="write one JSON object per turn with its stage times")  # fmt: skip
+    run.add_argument("--simulate-room", metavar="NAME|IR.wav",
+                     help="play the output back into a file input through a simulated room "
+                     f"({', '.join(ROOMS)}) or an impulse-response WAV; implies "
+                     "--realtime")  # fmt: skip
     run.set_defaults(func=cmd_run)
 
     devices = commands.add_parser("devices", help="list sound cards")
@@ -49,6 +54,8 @@ def register(commands: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.simulate_room is not None:
+        load_room(args.simulate_room)  # a bad name or file is told before models load
     settings, models_dir = settings_and_models_dir(args)
     if args.http:
         settings = replace_section(settings, "http", listen=args.http)
@@ -66,8 +73,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings=settings, models_dir=models_dir, wake_mode=not args.no_wake,
         input=args.input if args.input is not None else settings.audio.input,
         output=args.output if args.output is not None else settings.audio.output,
-        realtime=args.realtime or configured_input, trace=args.trace, config=args.config,
+        realtime=args.realtime or configured_input or args.simulate_room is not None,
+        trace=args.trace, config=args.config, simulate_room=args.simulate_room,
     )  # fmt: skip
+    if options.simulate_room is not None and is_device_spec(options.input):
+        raise UsageError("--simulate-room plays the replies into a file input: give --input "
+                         "FILE.wav (or '-') and a .wav, '-' or 'null' --output")  # fmt: skip
     return run_async(run_daemon(options))
 
 

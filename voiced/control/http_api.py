@@ -315,6 +315,7 @@ class _Api:
         return web.json_response({
             **self._snapshot(), "models": dict(self.assistant.engines.paths.names),
             "uptime_s": round(time.monotonic() - self.started, 1), "turns": turns,
+            "echo": self.assistant.echo_status(),
         })  # fmt: skip
 
     async def say(self, request: web.Request) -> web.Response:

@@ -112,6 +112,12 @@ SCHEMAS: dict[str, Any] = {
                     "models": {"type": "object", "additionalProperties": {"type": "string"}},
                     "uptime_s": {"type": "number"},
                     "turns": {"type": "array", "items": {"$ref": _REF + "Turn"}},
+                    "echo": {
+                        "type": "object",
+                        "description": "Who cancels the speaker's echo (voiced, device or "
+                        "none) and why; for ours, the speaker-to-microphone delay_ms, "
+                        "residual_db and whether it has converged.",
+                    },
                 },
             },
         ]

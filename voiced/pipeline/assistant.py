@@ -29,12 +29,14 @@ from voiced.errors import BusyError, VoicedError
 from voiced.house.arbiter import HouseArbiter
 from voiced.intents.base import IntentHandler
 from voiced.intents.builtin import BuiltinIntents
+from voiced.pipeline.barge_in import SpeechOverReply
 from voiced.pipeline.clock import StreamClock
 from voiced.pipeline.clock_phrases import ClockPhrases, prepare_fixed_replies
 from voiced.pipeline.controls import Controls
 from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.hearing import Ears, Hearing
 from voiced.pipeline.listener import Heard, Listener
+from voiced.pipeline.mic_path import build_mic_path, counts_as_speech
 from voiced.pipeline.quiet import QuietGate
 from voiced.pipeline.remote import RemoteTurns
 from voiced.pipeline.responder import Responder
@@ -45,7 +47,7 @@ from voiced.pipeline.speaker_watch import SpeakerWatch
 from voiced.pipeline.state import State, Trigger
 from voiced.pipeline.timers import TimerBook
 from voiced.pipeline.turn import TraceWriter, TurnRecord
-from voiced.pipeline.turns import Turns
+from voiced.pipeline.turns import ROOM_TAIL_MS, Turns
 from voiced.pipeline.vad import WebRtcVad
 from voiced.pipeline.workers import Workers
 from voiced.ratelimit import RateLimitedLog
@@ -91,6 +93,8 @@ class Assistant:
             QuietGate() if listen.speculate_on_quiet else None,
         )  # fmt: skip
         self.hearing = Hearing(ears, self.workers.listen)
+        self.mic_path = build_mic_path(settings.audio, sink, self.workers.listen)
+        self._over_reply = SpeechOverReply(listen.barge_in_min_speech_ms)
         self.clock = StreamClock(clock)
         self._errors_log = RateLimitedLog(_LOGGER)
         self.controls = Controls(
@@ -173,6 +177,10 @@ class Assistant:
         self._stalled_at_frames = None
         return self.frames_seen
 
+    def echo_status(self) -> dict[str, object]:
+        """Who cancels the echo and what ours has measured (delay, residual)."""
+        return self.mic_path.status()
+
     @property
     def busy(self) -> bool:
         session = self.turns.session
@@ -225,6 +233,9 @@ class Assistant:
             isinstance(session, Listening) or (isinstance(session, Idle) and not self.wake_mode)
             or (speaking and listen.barge_in_on_speech)
         )  # fmt: skip
+        frame, clean = await self.mic_path.clean(frame)
+        # A converged canceller takes the reply's tail out: no deaf follow-up window.
+        self.turns.room_tail_ms = 0 if self.mic_path.cancels_echo else ROOM_TAIL_MS
         heard = await self.hearing.hear(frame.pcm, score_wake=score_wake,
                                         detect_speech=detect_speech)  # fmt: skip
         session = self.turns.session  # hearing awaited: a control may have moved it
@@ -234,22 +245,38 @@ class Assistant:
                 self.stop()
                 return
         if isinstance(session, Responding):
-            if (heard.wake and listen.barge_in) or (listen.barge_in_on_speech and heard.speech):
-                self.turns.barge_in("wake word" if heard.wake else "speech")
-                listening = self.turns.session
-                if heard.wake and isinstance(listening, Listening):
-                    self._contest(listening, heard)
-                if heard.speech and isinstance(listening, Listening):
-                    self.turns.hear_in(listening, heard.speech, heard.quiet, frame)
-        elif isinstance(session, Idle):
+            user_speech = counts_as_speech(heard.speech, clean, over_reply=True)
+            self._hear_over_reply(frame, heard, user_speech)
+            return
+        speech = counts_as_speech(heard.speech, clean, over_reply=False)
+        self._over_reply.reset()
+        if isinstance(session, Idle):
             self.hearing.preroll.append(frame.pcm)
             self._prepare_clock_replies()
             if heard.wake:
                 self._contest(self.turns.start_listening(wake=True), heard)
             elif not self.turns.start_announcement() and not self.wake_mode:
-                self.turns.idle_hear(heard.speech, frame)
+                self.turns.idle_hear(counts_as_speech(heard.speech, clean, over_reply=False,
+                                                      idle=True), frame)  # fmt: skip
         elif isinstance(session, Listening):
-            self.turns.hear_in(session, heard.speech, heard.quiet, frame)
+            self.turns.hear_in(session, speech, heard.quiet, frame)
+
+    def _hear_over_reply(self, frame: AudioFrame, heard: Heard, speech: bool) -> None:
+        """During a reply: the wake word stops it at once (with listen.barge_in; it is
+        scored over replies for a stop word too); speech once it has lasted
+        (SpeechOverReply), and the new turn starts with the words heard meanwhile."""
+        if heard.wake and self.settings.listen.barge_in:
+            self.turns.barge_in("wake word")
+            self._over_reply.reset()
+            listening = self.turns.session
+            if isinstance(listening, Listening):
+                self._contest(listening, heard)
+            return
+        if not self.settings.listen.barge_in_on_speech:
+            return
+        if self._over_reply.hear(frame, speech):
+            self.turns.barge_in("speech", heard=list(self._over_reply.frames))
+            self._over_reply.reset()
 
     def _contest(self, listening: Listening, heard: Heard) -> None:
         if self.house is not None:

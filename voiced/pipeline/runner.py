@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from voiced.audio.format import FRAME_SAMPLES, PIPELINE_RATE_HZ, AudioFrame
+from voiced.audio.room import RoomSimulator
 from voiced.audio.sources import AudioSource
 from voiced.pipeline.assistant import Assistant
 
@@ -15,22 +16,26 @@ _SILENT_FRAME = bytes(FRAME_SAMPLES * 2)
 
 
 async def run_stream(
-    assistant: Assistant, source: AudioSource, *, realtime: bool, wait_for_timers: bool = True
+    assistant: Assistant, source: AudioSource, *, realtime: bool, wait_for_timers: bool = True,
+    room: RoomSimulator | None = None,
 ) -> None:
     """Feed every frame of ``source``; when it ends, finish what is in progress.
 
     Without ``realtime`` (a file read as fast as possible) a turn takes no stream
     time: the loop waits for each turn before reading on, so results do not
-    depend on the machine's speed.
+    depend on the machine's speed. With a ``room`` (already listening to the sink),
+    every frame, the play-out's too, is heard with the room's echo and noise.
     """
     async for frame in source.frames():
-        await assistant.feed(frame)
+        await assistant.feed(room.mix(frame) if room is not None else frame)
         if not realtime:
             await assistant.wait_turn()
-    await _play_out(assistant, realtime=realtime, wait_for_timers=wait_for_timers)
+    await _play_out(assistant, realtime=realtime, wait_for_timers=wait_for_timers, room=room)
 
 
-async def _play_out(assistant: Assistant, *, realtime: bool, wait_for_timers: bool) -> None:
+async def _play_out(
+    assistant: Assistant, *, realtime: bool, wait_for_timers: bool, room: RoomSimulator | None
+) -> None:
     """Silence after the input's end, so endpointing, replies and timers can finish
     (and the time-aligned output keeps running as a sound card would)."""
     start_sample = assistant.position_samples
@@ -48,6 +53,6 @@ async def _play_out(assistant: Assistant, *, realtime: bool, wait_for_timers: bo
             delay_s = deadline_s - time.monotonic()
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
-        await assistant.feed(frame)
+        await assistant.feed(room.mix(frame) if room is not None else frame)
         if not realtime:
             await assistant.wait_turn()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from voiced.audio.format import PIPELINE_RATE_HZ, AudioFrame, ms_to_samples
 from voiced.house.arbiter import Contest
@@ -70,6 +70,9 @@ class Turns:
         self.moved_at_ms = 0.0
         self._stopping: TurnRun | None = None
         self._next_turn_id = 1
+        self.room_tail_ms = ROOM_TAIL_MS
+        """How long a follow-up or ring window stays deaf after a reply (0 when an
+        echo canceller takes the tail out)."""
 
     def now_ms(self) -> float:
         return self.clock.now_ms()
@@ -121,7 +124,9 @@ class Turns:
     def start_listening(
         self, *, wake: bool, endpointer: Endpointer | None = None, follow_up: bool = False,
         trigger: Trigger = Trigger.WAKE, ringing: Announcement | None = None,
+        from_sample: int | None = None,
     ) -> Listening:  # fmt: skip
+        """``from_sample``: the utterance began before now (barge-in replays it)."""
         turn = self.new_turn()
         outbox = self._live_outbox()
         if wake:
@@ -133,7 +138,7 @@ class Turns:
         if endpointer is None:
             kind = "ringing" if ringing else "follow_up" if follow_up else "wake"
             endpointer = Endpointer(self._endpointers[kind])
-            endpointer.reset(self.clock.position_samples)
+            endpointer.reset(self.clock.position_samples if from_sample is None else from_sample)
         if follow_up:
             outbox.emit(EventType.RUN_START, turn_id=turn.turn_id, follow_up=True)
         else:
@@ -141,7 +146,9 @@ class Turns:
             outbox.emit(EventType.STT_START, turn_id=turn.turn_id)
         listening = Listening(turn, outbox, endpointer, self._utterance_cap, ringing=ringing)
         if follow_up:
-            listening.deaf_until_sample = self.clock.position_samples + ms_to_samples(ROOM_TAIL_MS)
+            listening.deaf_until_sample = self.clock.position_samples + ms_to_samples(
+                self.room_tail_ms
+            )
         self.move(listening, trigger)
         return listening
 
@@ -324,15 +331,23 @@ class Turns:
         """Drop what is queued on the speaker; returns the ms dropped."""
         return self.sink.clear()
 
-    def barge_in(self, reason: str) -> None:
-        """Stop speaking and generating now, and listen: the next turn starts clean."""
+    def barge_in(self, reason: str, *, heard: Sequence[tuple[AudioFrame, bool]] = ()) -> None:
+        """Stop speaking and generating now, and listen: the next turn starts clean, or
+        with ``heard`` (frames and whether each was speech), the words that stopped it."""
         session = self.session
         if not isinstance(session, Responding):
             return
         dropped_ms = self.stop_playback()
         self.stop_run(session, "barged_in")
         self._emit(EventType.BARGE_IN, reason=reason, dropped_ms=dropped_ms)
-        self.start_listening(wake=reason != "speech", trigger=Trigger.BARGE_IN)
+        listening = self.start_listening(
+            wake=reason != "speech", trigger=Trigger.BARGE_IN,
+            from_sample=heard[0][0].start_sample if heard else None,
+        )  # fmt: skip
+        for frame, speech in heard:
+            if self.session is not listening:
+                return
+            self.hear_in(listening, speech, False, frame)
 
     def start_announcement(self, *, while_muted: bool = True) -> bool:
         session = self.session

@@ -83,6 +83,7 @@ def run_checks(
         ("torch", lambda: [check_torch()]),
         ("sound system", lambda: [check_sound_system()]),
         ("audio devices", lambda: check_audio_devices(settings)),
+        ("echo cancel", lambda: [check_echo_cancel(settings)]),
         ("mqtt", lambda: [check_mqtt(settings)]),
     ]
     for name, check in checks:
@@ -444,6 +445,43 @@ def check_audio_devices(settings: Settings) -> list[Finding]:
         else:
             findings.append(_ok(name, f"{info.name} ({info.default_samplerate_hz} Hz)"))
     return findings
+
+
+ECHO_CANCELLING_INPUTS = ("echo-cancel", "echo_cancel", "aec", "respeaker")
+"""Input names that say the device (or PipeWire's module) cancels the echo itself."""
+
+
+def check_echo_cancel(settings: Settings) -> Finding:
+    """Who cancels the speaker's echo: ours, the microphone's own, or nobody."""
+    from voiced.audio.devices import is_device_spec
+    from voiced.pipeline.mic_path import EchoCanceller, choose_canceller
+
+    audio = settings.audio
+    sink_has_timeline = not is_device_spec(audio.output)
+    try:
+        choice = choose_canceller(audio, sink_has_timeline=sink_has_timeline)
+    except VoicedError as err:
+        return _fail("echo cancel", err.message, err.fix)
+    source = (audio.input or "default").lower()
+    looks_cancelled = any(word in source for word in ECHO_CANCELLING_INPUTS)
+    if choice.canceller is EchoCanceller.DEVICE:
+        return _ok("echo cancel", f"the microphone's own ({audio.input or 'default'})")
+    if choice.canceller is EchoCanceller.OURS:
+        suppress = ", noise suppressor on" if audio.noise_suppression else ""
+        return _ok("echo cancel", f"voiced's (WebRTC AEC3){suppress}")
+    if looks_cancelled:
+        return _warn(
+            "echo cancel", f"none, but the input {audio.input!r} looks echo-cancelled",
+            "set [audio] echo_cancel = \"device\" so speech can interrupt a reply",
+        )  # fmt: skip
+    barge = " (listen.barge_in_on_speech will hear the replies)" if (
+        settings.listen.barge_in_on_speech) else ""  # fmt: skip
+    return _warn(
+        "echo cancel", f"none: {choice.reason}{barge}",
+        "use a microphone that cancels its echo (ReSpeaker USB channel 0, PipeWire's "
+        "echo-cancel source; see hardware/asound.conf.example) and set echo_cancel = "
+        "\"device\"",
+    )  # fmt: skip
 
 
 # -- MQTT -------------------------------------------------------------------------

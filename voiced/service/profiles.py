@@ -89,6 +89,10 @@ class AudioHints:
     capture_sample_rate_hz: int | None = None
     """Rate to open the microphone at; the pipeline converts to 16 kHz."""
     playback_sample_rate_hz: int | None = None
+    echo_cancel: str | None = None
+    """[audio] echo_cancel for this board ("device" where the board's microphone
+    cancels, "off" where the CPU cannot spare the canceller); None: the default."""
+    noise_suppression: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +310,9 @@ def settings_overrides(profile: HardwareProfile) -> dict[str, Any]:
         audio["output"] = profile.audio.output_device
     if profile.audio.capture_sample_rate_hz is not None:
         audio["capture_sample_rate_hz"] = profile.audio.capture_sample_rate_hz
+    for key in ("echo_cancel", "noise_suppression"):
+        if getattr(profile.audio, key) is not None:
+            audio[key] = getattr(profile.audio, key)
     return {
         "asr": dataclasses.asdict(profile.asr),
         "slm": dataclasses.asdict(profile.slm),

@@ -1,0 +1,157 @@
+"""The microphone path ahead of hearing: echo cancellation and noise suppression.
+
+Which canceller is in use is decided once, at start (``[audio] echo_cancel``):
+ours (WebRTC AEC3 on the far-end reference the sink's taps give), the
+microphone's own (``device``: a ReSpeaker's processed channel, PipeWire's
+echo-cancel source), or none. Each frame is cleaned in the listener thread, the
+one that runs the wake word and the VAD, so the canceller's state is touched by
+one thread only and the event loop never waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from voiced.audio.echo_cancel import (
+    CleanFrame,
+    FarEnd,
+    MicCleaner,
+    echo_cancel_problem,
+    make_processor,
+)
+from voiced.audio.format import AudioFrame
+from voiced.errors import ConfigError
+from voiced.settings import AudioSettings
+
+_LOGGER = logging.getLogger(__name__)
+DELAY_REPORT_STEP_MS = 20.0
+"""Log the estimated delay when it first appears and when it moves this much."""
+
+
+class EchoCanceller(StrEnum):
+    """Who cancels the speaker's echo in the microphone."""
+
+    OURS = "voiced"
+    DEVICE = "device"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class EchoChoice:
+    canceller: EchoCanceller
+    reason: str
+    """Why, in words (for the log, the status and ``voiced doctor``)."""
+
+
+def choose_canceller(audio: AudioSettings, *, sink_has_timeline: bool) -> EchoChoice:
+    """What ``[audio] echo_cancel`` comes to here. ``on`` that cannot be honoured is a
+    ConfigError; ``auto`` falls back to none and says why."""
+    mode = audio.echo_cancel
+    if mode == "off":
+        return EchoChoice(EchoCanceller.NONE, "echo_cancel = off")
+    if mode == "device":
+        return EchoChoice(EchoCanceller.DEVICE, "the microphone cancels its own echo")
+    problem = echo_cancel_problem()
+    if problem is None and not sink_has_timeline:
+        problem = "the output does not report what it played when (use a .wav, '-' or null)"
+    if problem is None:
+        return EchoChoice(EchoCanceller.OURS, "WebRTC AEC3 on what the sink played")
+    if mode == "on":
+        raise ConfigError(f"[audio] echo_cancel = \"on\", but {problem}",
+                          fix="set echo_cancel = \"auto\" or \"off\"")  # fmt: skip
+    return EchoChoice(EchoCanceller.NONE, f"auto: {problem}")
+
+
+class MicPath:
+    """Cleans each frame (off the loop) and keeps what the status reports."""
+
+    def __init__(
+        self, choice: EchoChoice, cleaner: MicCleaner | None,
+        executor: concurrent.futures.Executor,
+    ) -> None:  # fmt: skip
+        self.choice = choice
+        self.cleaner = cleaner
+        self._executor = executor
+        self._reported_delay_ms: float | None = None
+
+    @property
+    def cancels_echo(self) -> bool:
+        """Someone cancels the echo now: the microphone can be trusted during a reply
+        and right after it (ours once it has converged)."""
+        if self.choice.canceller is EchoCanceller.OURS:
+            return self.cleaner is not None and self.cleaner.converged
+        return self.choice.canceller is EchoCanceller.DEVICE
+
+    async def clean(self, frame: AudioFrame) -> tuple[AudioFrame, CleanFrame | None]:
+        """The frame as hearing should take it: cleaned once the canceller has
+        converged (or when it only suppresses noise), else as the microphone gave it."""
+        cleaner = self.cleaner
+        if cleaner is None:
+            return frame, None
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._executor, cleaner.clean, frame.pcm,
+                                            frame.start_sample)  # fmt: skip
+        self._report_delay()
+        if not result.converged:
+            return frame, result
+        return AudioFrame(result.pcm, frame.start_sample), result
+
+    def _report_delay(self) -> None:
+        assert self.cleaner is not None
+        delay = self.cleaner.delay_ms
+        last = self._reported_delay_ms
+        if delay is not None and (last is None or abs(delay - last) >= DELAY_REPORT_STEP_MS):
+            self._reported_delay_ms = delay
+            _LOGGER.info("speaker-to-microphone delay: %.0f ms (echo canceller: %s)", delay,
+                         self.choice.reason)  # fmt: skip
+
+    def status(self) -> dict[str, Any]:
+        """For the HTTP status: who cancels, and what ours has measured."""
+        out: dict[str, Any] = {"canceller": self.choice.canceller.value,
+                               "reason": self.choice.reason}  # fmt: skip
+        if self.cleaner is not None:
+            delay = self.cleaner.delay_ms
+            out["noise_suppression"] = self.cleaner.noise_suppression
+            if self.cleaner.echo_cancel:
+                out["delay_ms"] = None if delay is None else round(delay, 1)
+                out["residual_db"] = round(self.cleaner.gate.residual_db, 1)
+                out["converged"] = self.cleaner.converged
+        return out
+
+
+def counts_as_speech(
+    vad_speech: bool, clean: CleanFrame | None, *, over_reply: bool, idle: bool = False
+) -> bool:
+    """Whether a frame the VAD calls speech is the user's. With our canceller
+    converged, only if louder than its residual. Before it has converged the
+    pipeline hears the raw microphone as it would without one, except that the
+    room's echo cannot start anything: speech over a reply does not stop it, and
+    idle (no wake word) the reply's tail does not open a turn."""
+    if not vad_speech or clean is None:
+        return vad_speech
+    if clean.converged:
+        return clean.above_residual
+    return not over_reply and not (idle and clean.echo_possible)
+
+
+def build_mic_path(
+    audio: AudioSettings, sink: object, executor: concurrent.futures.Executor
+) -> MicPath:
+    """The microphone path for these settings, listening to ``sink``'s playback."""
+    taps = getattr(sink, "taps", None)
+    choice = choose_canceller(audio, sink_has_timeline=isinstance(taps, list))
+    ours = choice.canceller is EchoCanceller.OURS
+    if not ours and not audio.noise_suppression:
+        return MicPath(choice, None, executor)
+    far_end = FarEnd()
+    if ours and isinstance(taps, list):
+        taps.append(far_end.played)
+    processor = make_processor(echo_cancel=ours, noise_suppression=audio.noise_suppression)
+    cleaner = MicCleaner(processor, far_end, echo_cancel=ours,
+                         noise_suppression=audio.noise_suppression)  # fmt: skip
+    return MicPath(choice, cleaner, executor)
