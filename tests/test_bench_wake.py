@@ -45,6 +45,10 @@ def test_wake_bench_counts_detections_and_false_wakes(
     both = by_key["both", "hey_jarvis"]
     assert both.detected >= max(jarvis.detected, by_key["micro", "hey_jarvis"].detected)
     assert "| open | hey_jarvis |" in table(rows)
+    assert "across a room (living)" in table(rows, "living")
+    for row in rows:
+        assert row.by_group["room"][1] == 4, "the same turns, heard across the room"
+    assert jarvis.by_group["room"][0] >= 1, "the Piper turns stay heard in the room"
     # The second run reads the sets back instead of synthesising them again.
     monkeypatch.setattr(wake_sets, "speakers", lambda _: pytest.fail("synthesised again"))
     again = wake_bench(Settings(), models_dir, piper, tmp_path / "sets", say=lambda _: None)
@@ -68,6 +72,7 @@ def test_noise_is_mixed_at_the_asked_snr() -> None:
     [
         (["--wake", "--qa"], "--wake and --qa are two benchmarks"),
         (["--wake-cache", "/tmp/x"], "--wake-cache goes with --wake"),
+        (["--wake-room", "hall"], "--wake-room goes with --wake"),
     ],
 )
 def test_cli_wake_usage_errors(args: list[str], says: str) -> None:
@@ -75,3 +80,27 @@ def test_cli_wake_usage_errors(args: list[str], says: str) -> None:
                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert result.returncode == 2 and says in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_set_heard_across_a_room_keeps_its_level_and_times() -> None:
+    import numpy as np
+
+    from voiced.audio.room import load_room
+
+    rng = np.random.default_rng(1)
+    speech = (rng.standard_normal(48_000) * 3000).astype("<i2").tobytes()
+    turn = wake_sets.Turn("x", False, 0.0, 500.0, 1000.0)
+    spoken = wake_sets.SpokenSet("hey_jarvis", speech, (turn,))
+    heard = wake_sets.in_room(spoken, load_room("hall"))
+    assert heard.name == "hey_jarvis@hall" and heard.turns == spoken.turns
+    before = np.frombuffer(speech, dtype="<i2").astype(np.float64)
+    after = np.frombuffer(heard.pcm, dtype="<i2").astype(np.float64)
+    assert after.size == before.size
+    level = 20 * np.log10(np.sqrt(np.mean(after**2)) / np.sqrt(np.mean(before**2)))
+    assert abs(level) < 1.5, "the reverberation keeps the voice's level"
+    assert not np.allclose(after, before, atol=50), "and changes the sound"
+    # Against a direct convolution on a short piece: the overlap-add is exact.
+    ir = np.array([1.0, 0.0, 0.5, 0.25])
+    x = rng.standard_normal(200_000)
+    assert np.allclose(wake_sets._convolve(x, ir, block=1 << 12)[: x.size],
+                       np.convolve(x, ir)[: x.size])  # fmt: skip

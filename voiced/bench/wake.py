@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from voiced.audio.format import FRAME_SAMPLES, PIPELINE_RATE_HZ
-from voiced.bench.wake_sets import GAP_S, SpokenSet, load_or_build
+from voiced.audio.room import Room, load_room
+from voiced.bench.wake_sets import GAP_S, SpokenSet, in_room, load_or_build
 from voiced.engines.wake import WakeWordDetector
 from voiced.engines.wake_names import MANIFEST_MODEL, MICRO_WAKE_WORDS, OPEN_WAKE_WORDS
 from voiced.engines.wake_open import OpenWakeWordDetector
@@ -28,6 +29,9 @@ from voiced.settings import Settings
 
 CHUNK_BYTES = 3 * FRAME_SAMPLES * 2
 """30 ms: what the daemon batches for the wake word while idle."""
+DEFAULT_ROOM = "living"
+"""The simulated room each wake word's set is also heard across (voiced.audio.room):
+600 ms of reverberation and a -50 dBFS noise floor."""
 ASSISTANT_VOICE = "piper x1.0"
 """The assistant's own voice: false wakes in it are counted apart (the assistant
 hearing itself), though the daemon does not score the wake word while it speaks
@@ -92,16 +96,30 @@ def run_detector(detector: Detector, spoken: SpokenSet) -> dict[str, Run]:
     return {word: Run(times, cpu_s, spoken.seconds) for word, times in found.items()}
 
 
-def score_positive(row: Row, spoken: SpokenSet, run: Run) -> None:
+def _hits(spoken: SpokenSet, run: Run) -> tuple[dict[int, float], int]:
+    """Turn index -> delay of its detection, and the detections outside any turn."""
     starts = [turn.start_ms for turn in spoken.turns]
     hit: dict[int, float] = {}
+    stray = 0
     for at in run.detections_ms:
         index = bisect.bisect_right(starts, at) - 1
         turn = spoken.turns[index] if index >= 0 else None
         if turn is None or at > turn.end_ms + GAP_S * 1000 or index in hit:
-            row.false_in_wake_set += 1
+            stray += 1
         else:
             hit[index] = at - turn.wake_end_ms
+    return hit, stray
+
+
+def score_in_room(row: Row, spoken: SpokenSet, run: Run) -> None:
+    """The wake word's set heard across a simulated room: its own column."""
+    hit, _ = _hits(spoken, run)
+    row.by_group["room"] = [len(hit), len(spoken.turns)]
+
+
+def score_positive(row: Row, spoken: SpokenSet, run: Run) -> None:
+    hit, stray = _hits(spoken, run)
+    row.false_in_wake_set += stray
     row.turns += len(spoken.turns)
     row.detected += len(hit)
     row.cpu_percent = round(100 * run.cpu_s / run.audio_s, 2)
@@ -167,6 +185,8 @@ def both_row(micro: Row, open_: Row, runs: dict[str, tuple[Run, Run]], sets: dic
         run = Run(merged, a.cpu_s + b.cpu_s, a.audio_s)
         if name == micro.model:
             score_positive(row, sets[name], run)
+        elif "@" in name:
+            score_in_room(row, sets[name], run)
         else:
             score_negative(row, sets[name], run)
     return row
@@ -174,10 +194,15 @@ def both_row(micro: Row, open_: Row, runs: dict[str, tuple[Run, Run]], sets: dic
 
 def wake_bench(
     settings: Settings, models_dir: Path, piper_path: Path, cache: Path,
-    say: Callable[[str], None] = print,
+    say: Callable[[str], None] = print, room: Room | None = None,
 ) -> list[Row]:  # fmt: skip
-    """Every engine and built-in model over the sets; blocking (minutes)."""
+    """Every engine and built-in model over the sets, and each wake word's set heard
+    across ``room`` too (None: load_room(DEFAULT_ROOM)); blocking (minutes)."""
     sets = {s.name: s for s in load_or_build(cache, piper_path, OPEN_WAKE_WORDS, say)}
+    room = room or load_room(DEFAULT_ROOM)
+    for seed, word in enumerate(OPEN_WAKE_WORDS):
+        reverberant = in_room(sets[word], room, seed)
+        sets[reverberant.name] = reverberant
     negatives = [sets["speech"], sets["music"]]
     speech_min = sets["speech"].seconds / 60
     say(f"sets: {sum(len(s.turns) for n, s in sets.items() if n in OPEN_WAKE_WORDS)} wake turns, "
@@ -189,12 +214,15 @@ def wake_bench(
     for (engine, word), detector in make_detectors(settings, models_dir, singles).items():
         say(f"scoring {engine} {word}")
         row = rows[engine, word] = Row(engine, word)
-        targets = (sets[word], *negatives) if engine == "micro" else (sets[word],)
+        positives = (sets[word], sets[f"{word}@{room.name}"])
+        targets = (*positives, *negatives) if engine == "micro" else positives
         for spoken in targets:
             run = run_detector(detector, spoken)[word]
             runs.setdefault((engine, word), {})[spoken.name] = run
             if spoken.name == word:
                 score_positive(row, spoken, run)
+            elif "@" in spoken.name:
+                score_in_room(row, spoken, run)
             else:
                 score_negative(row, spoken, run)
     # openWakeWord's models share their features: all five listen to the long sets
@@ -210,19 +238,20 @@ def wake_bench(
     for word in MICRO_WAKE_WORDS:
         pair = {
             name: (runs["micro", word][name], runs["open", word][name])
-            for name in (word, "speech", "music")
+            for name in (word, f"{word}@{room.name}", "speech", "music")
         }
         result.append(both_row(rows["micro", word], rows["open", word], pair, sets,
                                settings.wake.refractory_ms))  # fmt: skip
     return result
 
 
-def table(rows: list[Row]) -> str:
+def table(rows: list[Row], room: str = "") -> str:
     lines = [
         "| engine | model | detected | espeak voices | piper voices | in noise | "
+        f"across a room ({room or DEFAULT_ROOM}) | "
         "false wakes (speech / own voice / music) | false per hour | CPU, % of a core | "
         "delay median / p95 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in sorted(rows, key=lambda r: (r.model, r.engine)):
         s = row.summary()
@@ -233,7 +262,8 @@ def table(rows: list[Row]) -> str:
 
         lines.append(
             f"| {row.engine} | {row.model} | {row.detected}/{row.turns} | {share('espeak')} | "
-            f"{share('piper')} | {share('noisy')} | {row.false_speech} / {row.false_own_voice} / "
+            f"{share('piper')} | {share('noisy')} | {share('room')} | "
+            f"{row.false_speech} / {row.false_own_voice} / "
             f"{row.false_music} | {s['false_per_hour']} | {row.cpu_percent} | "
             f"{s['delay_median_ms']} / {s['delay_p95_ms']} ms |"
         )
@@ -241,20 +271,24 @@ def table(rows: list[Row]) -> str:
 
 
 def run_wake_bench(
-    settings: Settings, models_dir: Path, piper_path: Path, cache: Path, json_path: Path | None
+    settings: Settings, models_dir: Path, piper_path: Path, cache: Path, json_path: Path | None,
+    room_spec: str = DEFAULT_ROOM,
 ) -> list[Row]:
-    rows = wake_bench(settings, models_dir, piper_path, cache)
-    print(table(rows))
+    room = load_room(room_spec)
+    rows = wake_bench(settings, models_dir, piper_path, cache, room=room)
+    print(table(rows, room.name))
     if json_path is not None:
         json_path.write_text(json.dumps([r.summary() for r in rows], indent=2), encoding="utf-8")
     return rows
 
 
 def run_wake_bench_cli(
-    settings: Settings, models_dir: Path, cache: Path | None, json_path: Path | None
+    settings: Settings, models_dir: Path, cache: Path | None, json_path: Path | None,
+    room_spec: str | None = None,
 ) -> None:
     from voiced.engines.loader import resolve_model_paths
 
+    load_room(room_spec or DEFAULT_ROOM)  # a bad room is an error before the long work
     piper = resolve_model_paths(settings, models_dir, {Role.TTS}).tts
     run_wake_bench(settings, models_dir, piper, cache or resolve_cache_dir() / "wake-bench",
-                   json_path)  # fmt: skip
+                   json_path, room_spec or DEFAULT_ROOM)  # fmt: skip

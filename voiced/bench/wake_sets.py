@@ -25,6 +25,7 @@ import numpy as np
 
 from voiced.audio.format import PIPELINE_RATE_HZ
 from voiced.audio.resample import resample_pcm
+from voiced.audio.room import Room
 from voiced.bench.corpus import DEFAULT_PROMPTS
 from voiced.engines.tts import PiperTts
 from voiced.errors import UsageError
@@ -271,3 +272,32 @@ def load_or_build(
 def _read(cache: Path, name: str, turns: list[dict[str, object]]) -> SpokenSet:
     pcm = (cache / f"{name}.pcm").read_bytes()
     return SpokenSet(name, pcm, tuple(Turn(**t) for t in turns))  # type: ignore[arg-type]
+
+
+def in_room(spoken: SpokenSet, room: Room, seed: int = 0) -> SpokenSet:
+    """The set as a microphone across ``room`` hears it: the voices through the
+    room's impulse response from its direct path on (its reflections and reverberation
+    at the level the voice had), plus the room's noise. The turns keep their times."""
+    ir = room.impulse_response.astype(np.float64)
+    onset = int(np.argmax(np.abs(ir) >= np.abs(ir).max() * 0.1))
+    ir = ir[onset:] / max(float(np.sqrt(np.sum(ir[onset:] ** 2))), 1e-12)
+    audio = np.frombuffer(spoken.pcm, dtype="<i2").astype(np.float64)
+    heard = _convolve(audio, ir)[: audio.size]
+    if room.noise_dbfs is not None:
+        rng = np.random.default_rng(seed)
+        heard += pink_noise(audio.size, rng) * 32768.0 * 10 ** (room.noise_dbfs / 20)
+    pcm = np.clip(heard, -32768, 32767).astype("<i2").tobytes()
+    return SpokenSet(f"{spoken.name}@{room.name}", pcm, spoken.turns)
+
+
+def _convolve(signal: np.ndarray, ir: np.ndarray, block: int = 1 << 16) -> np.ndarray:
+    """Overlap-add FFT convolution: minutes of audio with a second of impulse response
+    in seconds, not the hours a direct convolution would take."""
+    size = 1 << int(np.ceil(np.log2(block + ir.size - 1)))
+    kernel = np.fft.rfft(ir, size)
+    out = np.zeros(signal.size + ir.size - 1)
+    for start in range(0, signal.size, block):
+        piece = np.fft.irfft(np.fft.rfft(signal[start : start + block], size) * kernel, size)
+        end = min(out.size, start + size)
+        out[start:end] += piece[: end - start]
+    return out

@@ -37,6 +37,9 @@ def register(commands: Any) -> None:
     )  # fmt: skip
     bench.add_argument("--wake-cache", type=Path, metavar="DIR",
                        help="with --wake: where the spoken sets are kept (made once)")  # fmt: skip
+    bench.add_argument("--wake-room", metavar="NAME|IR.wav",
+                       help="with --wake: the simulated room each wake word's set is also "
+                       "heard across (default living)")  # fmt: skip
     bench.add_argument(
         "--room", nargs="?", const="all", metavar="NAME[,NAME...]|IR.wav",
         help="measure echo cancellation and interrupting by voice instead, per simulated "
@@ -61,6 +64,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError("--wake and --qa are two benchmarks: pick one")
     if args.wake_cache is not None and not args.wake:
         raise UsageError("--wake-cache goes with --wake")
+    if args.wake_room is not None and not args.wake:
+        raise UsageError("--wake-room goes with --wake")
     if args.session and args.qa is None:
         raise UsageError("--session goes with --qa")
     if sum([args.wake, args.qa is not None, args.room is not None]) > 1:
@@ -83,7 +88,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.wake:
         from voiced.bench.wake import run_wake_bench_cli
 
-        run_wake_bench_cli(settings, models_dir, args.wake_cache, args.json)
+        run_wake_bench_cli(settings, models_dir, args.wake_cache, args.json, args.wake_room)
         return 0
     run_bench(BenchOptions(
         settings=settings, models_dir=models_dir, config=args.config, corpus=args.corpus,
