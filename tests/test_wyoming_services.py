@@ -5,6 +5,7 @@ real models."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,3 +202,39 @@ def test_a_wake_stream_may_outlast_max_audio_s_and_a_transcription_may_not(
     heard, refused = asyncio.run(main())
     assert heard is not None and (heard.type, heard.data["name"]) == ("detection", "hey_jarvis")
     assert refused is not None and (refused.type, refused.data["code"]) == ("error", "too-long")
+
+
+def test_a_stop_word_is_neither_advertised_nor_detected_as_a_wake_word(
+    engines: Engines, tts: PiperTts, models_dir: Path
+) -> None:
+    """[[wake.words]] with action stop are heard by the same detector as the wake word:
+    Home Assistant was offered "Alexa" as a wake word and woke when it was said."""
+    import dataclasses
+
+    from voiced.engines.loader import make_wake_detector, resolve_model_paths
+    from voiced.models.manifest import Role
+    from voiced.settings import WakeSettings, WakeWordSettings
+
+    settings = dataclasses.replace(
+        wyoming_settings(), wake=WakeSettings(words=(WakeWordSettings("alexa", "stop"),))
+    )
+    wake_paths = resolve_model_paths(settings, models_dir, {Role.WAKE})
+    paths = dataclasses.replace(engines.paths, wake_words=wake_paths.wake_words)
+    with_stop = dataclasses.replace(engines, paths=paths, wake=make_wake_detector(settings, paths))
+    stop = compose(tts, [0.5, "Alexa.", 1.0])
+
+    async def main() -> tuple[Info, str]:
+        async with running_voiced(with_stop, settings) as voiced:
+            async with client_of(voiced) as client:
+                await client.write_event(Describe().event())
+                info = Info.from_event((await read_until(client, "info"))[-1])
+            async with client_of(voiced) as client:
+                await client.write_event(Detect(names=["hey_jarvis"]).event())
+                await send_audio(client, stop, PIPELINE_RATE_HZ)
+                answer = await read(client)
+                assert answer is not None
+        return info, f"{answer.type}:{answer.data.get('name', '')}"
+
+    info, answer = asyncio.run(main())
+    assert [m.name for program in info.wake for m in program.models] == ["hey_jarvis"]
+    assert answer == "not-detected:"
