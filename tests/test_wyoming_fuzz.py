@@ -187,3 +187,19 @@ def test_only_allowed_addresses_are_served(engines: Engines) -> None:
     refused, served = asyncio.run(main())
     assert refused == []  # closed unanswered
     assert [e.type for e in served] == ["info"]
+
+
+def test_refused_connections_do_not_flood_the_log(
+    engines: Engines, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host outside wyoming.allow dialling in a loop: one log line, not one each."""
+
+    async def main() -> list[list[Event]]:
+        async with running_voiced(engines, wyoming_settings(allow=("192.0.2.0/24",))) as voiced:
+            return [await exchange(voiced, header(type="describe")) for _ in range(50)]
+
+    with caplog.at_level("INFO", logger="voiced.wyoming"):
+        answers = asyncio.run(main())
+    assert answers == [[]] * 50
+    refused = [r for r in caplog.records if "not in wyoming.allow" in r.getMessage()]
+    assert len(refused) == 1, len(refused)

@@ -21,6 +21,7 @@ from voiced.engines.loader import make_wake_detector
 from voiced.engines.wake_names import WAKE
 from voiced.errors import ConfigError
 from voiced.pipeline.assistant import Assistant
+from voiced.ratelimit import RateLimitedLog
 from voiced.settings import Settings, parse_host_port
 from voiced.wyoming.announce import Announcer, instance_name, outward_address
 from voiced.wyoming.connection import Connection, Offered
@@ -46,6 +47,7 @@ class WyomingServer:
         self.refused = 0
         """Connections closed at once: max_connections were open, or not allowed."""
         self.networks = [ipaddress.ip_network(n, strict=False) for n in settings.wyoming.allow]
+        self._refusals = RateLimitedLog(_LOGGER)
 
     @property
     def satellite(self) -> SatelliteLink | None:
@@ -79,8 +81,10 @@ class WyomingServer:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         allowed = any(address in network for network in self.networks)
-        if not allowed:
-            _LOGGER.info("wyoming: refused %s (not in wyoming.allow)", address)
+        if not allowed:  # rate-limited: a host dialling in a loop must not fill the log
+            self._refusals.log(
+                logging.INFO, "refused", "wyoming: refused %s (not in wyoming.allow)", address
+            )
         return allowed
 
     async def close(self) -> None:
