@@ -192,8 +192,10 @@ class Connection:
             self.offered.services.end_wake()
 
     async def _audio_chunk(self, data: dict[str, Any], payload: bytes | None) -> None:
-        if self.request not in ("transcribe", "detect"):
-            return  # audio outside a request, or of one refused: dropped
+        if self.request not in ("transcribe", "detect") or (
+            self.job is not None and not self.job.done()
+        ):
+            return  # audio outside a request, of one refused, or after its stop: dropped
         if self.audio is None:
             self.audio = self._audio_in(data)
         try:
