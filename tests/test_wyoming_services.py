@@ -238,3 +238,36 @@ def test_a_stop_word_is_neither_advertised_nor_detected_as_a_wake_word(
     info, answer = asyncio.run(main())
     assert [m.name for program in info.wake for m in program.models] == ["hey_jarvis"]
     assert answer == "not-detected:"
+
+
+def test_a_request_waiting_for_its_engine_is_not_closed_as_idle(
+    engines: Engines, tts: PiperTts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client says nothing while its request waits (up to queue_wait_s, 300 s at most)
+    and runs: the idle timeout closed it and dropped the request half-way."""
+    monkeypatch.setattr("voiced.wyoming.peer.IDLE_TIMEOUT_S", 0.5)
+    speech = compose(tts, [0.3, "What time is it?", 0.5])
+
+    async def main() -> Event | None:
+        async with running_voiced(engines, wyoming_settings(queue_wait_s=10)) as voiced:
+            services = voiced.server.offered.services
+            assert services is not None
+            held = asyncio.Event()
+
+            async def another_request() -> None:
+                async with services.asr_slot.hold():
+                    held.set()
+                    await asyncio.sleep(2.0)
+
+            other = asyncio.create_task(another_request())
+            await held.wait()
+            async with client_of(voiced) as client:
+                await client.write_event(Transcribe().event())
+                await send_audio(client, speech, PIPELINE_RATE_HZ)
+                answer = await read(client)
+            await other
+            return answer
+
+    answer = asyncio.run(main())
+    assert answer is not None and answer.type == "transcript"
+    assert "time" in normalize(answer.data["text"])

@@ -75,7 +75,7 @@ class Connection:
     async def run(self) -> None:
         peer = self.peer
         try:
-            while (event := await peer.read()) is not None:
+            while (event := await peer.read(self._working)) is not None:
                 try:
                     await self.dispatch(event)
                 except BadRequest as err:
@@ -96,6 +96,10 @@ class Connection:
             _LOGGER.debug("wyoming: %s: %s", peer.name, err)
         finally:
             await self._end()
+
+    def _working(self) -> bool:
+        """A request is being answered: the peer waits in silence for it."""
+        return self.job is not None and not self.job.done()
 
     async def _end(self) -> None:
         if self.job is not None:
