@@ -309,3 +309,18 @@ def test_a_device_that_reports_still_wins_after_a_forger_was_caught() -> None:
     script.silence(100).say("What time is it?").silence(3000)
     run = run_paced(script, wake_mode=True, house=house)
     assert answered(run) == ["answered", "answered_elsewhere", "answered_elsewhere"]
+
+
+def test_a_flood_does_not_make_this_device_answer_a_wake_a_reporting_device_won() -> None:
+    """A flood of made-up devices made every device answer (two replies); the devices
+    that have sent results still count, so the louder real one keeps the wake."""
+    house = House()
+    script = Script().silence(300).wake().do(house.result_from("hall", "h-0", "taken"))
+    script.silence(100).say("What time is it?").silence(3000)
+    script.wake().do(house.rival("hall", 12.0, wake_id="h-1"))
+    for n in range(20):
+        script.do(house.rival(f"fake-{n}", 50.0, wake_id=f"x-{n}"))
+    script.do(house.result_from("hall", "h-1"))
+    script.silence(100).say("What time is it?").silence(3000)
+    run = run_paced(script, wake_mode=True, house=house)
+    assert answered(run) == ["answered", "answered_elsewhere"]

@@ -30,7 +30,8 @@ CLAIM_MEMORY_S = 5.0
 MIN_CLAIM_INTERVAL_S = 1.0
 """One device's claims closer together than this are a flood: the later ones are ignored."""
 MAX_RIVALS = 8
-"""More devices claiming one wake word than this is a flood: ignore them all, answer."""
+"""More devices claiming one wake word than this is a flood: only those that have sent
+results count; with none of them, ignore them all and answer."""
 MAX_KEPT = 256
 """Claims and results kept at most (a flood must not grow memory)."""
 MAX_DEVICES = 64
@@ -153,6 +154,13 @@ class HouseBook:
         return Verdict(True, self.device_id, reason, len(rivals), ours.level_db)
 
     def _rivals(self, ours: Claim) -> dict[str, Claim]:
+        """The claims ours competes with. In a flood the devices that have sent results
+        still count (else every device would answer); with none, the flood is all."""
+        rivals = self._claims_like(ours)
+        reported = {d: c for d, c in rivals.items() if d in self._reported}
+        return reported if len(rivals) > MAX_RIVALS and 0 < len(reported) <= MAX_RIVALS else rivals
+
+    def _claims_like(self, ours: Claim) -> dict[str, Claim]:
         now = self.now_s()
         return {
             claim.device_id: claim
