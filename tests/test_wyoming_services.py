@@ -271,3 +271,41 @@ def test_a_request_waiting_for_its_engine_is_not_closed_as_idle(
     answer = asyncio.run(main())
     assert answer is not None and answer.type == "transcript"
     assert "time" in normalize(answer.data["text"])
+
+
+def test_handle_requests_from_several_connections_run_one_at_a_time(engines: Engines) -> None:
+    """Each connection's transcript went straight to the assistant: eight peers had
+    eight asks in the language model's queue at once, and a local turn waited behind
+    them all. One Wyoming handle request runs at a time, the others wait their turn."""
+
+    async def main() -> tuple[int, list[str]]:
+        async with running_voiced(engines, wyoming_settings()) as voiced:
+            assistant = voiced.assistant
+            ask = assistant.ask
+            in_flight, most = 0, 0
+
+            async def counted(text: str, *, speak: bool) -> object:
+                nonlocal in_flight, most
+                in_flight += 1
+                most = max(most, in_flight)
+                try:
+                    return await ask(text, speak=speak)
+                finally:
+                    in_flight -= 1
+
+            assistant.ask = counted  # type: ignore[method-assign]
+
+            async def one() -> str:
+                async with client_of(voiced) as client:
+                    text = "Turn the volume down."
+                    await client.write_event(Event(type="transcript", data={"text": text}))
+                    answer = await read(client)
+                    assert answer is not None
+                    return answer.type
+
+            answers = await asyncio.gather(*(one() for _ in range(4)))
+            return most, list(answers)
+
+    most, answers = asyncio.run(main())
+    assert answers == ["handled"] * 4
+    assert most == 1
