@@ -244,3 +244,36 @@ def test_audio_after_a_wake_streams_stop_is_dropped(
         answers = asyncio.run(main())
     assert answers == ["not-detected", "pong"]
     assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+
+
+def test_an_audio_start_after_a_wake_streams_stop_is_ignored(engines: Engines) -> None:
+    """An audio-start while the stop is being answered replaced the stream the answer
+    still used, and a bad one freed the wake-word detector for other connections
+    before that answer was done. Until the request is answered it is ignored."""
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.ping import Ping
+    from wyoming.wake import Detect
+
+    rate = 22050
+    silence = bytes(2 * rate // 10)
+
+    async def main() -> list[str]:
+        async with (
+            running_voiced(engines, wyoming_settings()) as voiced,
+            client_of(voiced) as client,
+        ):
+            await client.write_event(Detect(names=["hey_jarvis"]).event())
+            await client.write_event(AudioStart(rate=rate, width=2, channels=1).event())
+            for _ in range(10):
+                chunk = AudioChunk(rate=rate, width=2, channels=1, audio=silence)
+                await client.write_event(chunk.event())
+            await client.write_event(AudioStop().event())
+            await asyncio.sleep(0.05)
+            await client.write_event(AudioStart(rate=5, width=2, channels=1).event())
+            await client.write_event(Ping().event())
+            seen = [e.type for e in await read_until(client, "pong")]
+            if "not-detected" not in seen:  # the pong may overtake it
+                seen += [e.type for e in await read_until(client, "not-detected")]
+            return sorted(seen)
+
+    assert asyncio.run(main()) == ["not-detected", "pong"]

@@ -131,7 +131,7 @@ class Connection:
         elif kind == "detect":
             self._begin_detect(data)
         elif kind == "audio-start":
-            if self.request in ("transcribe", "detect"):
+            if self.request in ("transcribe", "detect") and not self._working():
                 self.audio = self._audio_in(data)
         elif kind == "audio-chunk":
             await self._audio_chunk(data, event.payload)
