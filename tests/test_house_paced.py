@@ -281,3 +281,46 @@ def test_tell_me_a_joke_is_not_a_room() -> None:
     rooms = RoomAnnouncements(("kitchen",), Published())
     for text in ("tell me a joke", "tell the truth", "tell kitchen", "say hello"):
         assert rooms.match(text, None) is None, text  # type: ignore[arg-type]
+
+
+def test_a_forger_that_changes_its_device_id_each_wake_costs_one_wake() -> None:
+    """Distrust by device id alone is no defence when the id is made up each time: once a
+    winner never answered, claims from devices that never sent a result are ignored."""
+    house = House(result_timeout_s=3.0, distrust_s=600.0)
+    script = question(house, house.rival("forger-1", 90.0, wake_id="f-1"))
+    script.silence(4000)
+    for n in range(2, 5):
+        script.wake().do(house.rival(f"forger-{n}", 90.0, wake_id=f"f-{n}"))
+        script.silence(100).say("What time is it?").silence(4000)
+    run = run_paced(script, wake_mode=True, house=house)
+    assert answered(run) == ["answered_elsewhere", "answered", "answered", "answered"]
+
+
+def test_a_device_that_reports_still_wins_after_a_forger_was_caught() -> None:
+    """Wary of unknown devices after a forger, a real device that says it took its wakes
+    still wins the wakes it heard louder."""
+    house = House(result_timeout_s=3.0, distrust_s=600.0)
+    script = Script().silence(300).wake().do(house.result_from("hall", "h-0", "taken"))
+    script.silence(100).say("What time is it?").silence(3000)
+    script.wake().do(house.rival("forger-1", 90.0, wake_id="f-1"))
+    script.silence(100).say("What time is it?").silence(4000)
+    script.wake().do(house.rival("hall", 12.0, wake_id="h-1"))
+    script.do(house.result_from("hall", "h-1"))
+    script.silence(100).say("What time is it?").silence(3000)
+    run = run_paced(script, wake_mode=True, house=house)
+    assert answered(run) == ["answered", "answered_elsewhere", "answered_elsewhere"]
+
+
+def test_a_flood_does_not_make_this_device_answer_a_wake_a_reporting_device_won() -> None:
+    """A flood of made-up devices made every device answer (two replies); the devices
+    that have sent results still count, so the louder real one keeps the wake."""
+    house = House()
+    script = Script().silence(300).wake().do(house.result_from("hall", "h-0", "taken"))
+    script.silence(100).say("What time is it?").silence(3000)
+    script.wake().do(house.rival("hall", 12.0, wake_id="h-1"))
+    for n in range(20):
+        script.do(house.rival(f"fake-{n}", 50.0, wake_id=f"x-{n}"))
+    script.do(house.result_from("hall", "h-1"))
+    script.silence(100).say("What time is it?").silence(3000)
+    run = run_paced(script, wake_mode=True, house=house)
+    assert answered(run) == ["answered", "answered_elsewhere"]

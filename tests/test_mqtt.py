@@ -527,3 +527,39 @@ def test_house_and_room_announcements_reach_the_right_devices(broker: Broker) ->
             await stop(task)
 
     run(main())
+
+
+def test_a_house_message_with_a_huge_number_is_refused_without_a_traceback(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """JSON integers have no size limit: a 400-digit one in a claim or result is
+    refused like any bad value, not raised (a traceback in the log per message)."""
+    from voiced.house.arbiter import HouseArbiter
+    from voiced.settings import HouseSettings
+
+    async def main() -> None:
+        house = HouseArbiter("kitchen", HouseSettings(), lambda *m: None, lambda: True,
+                             phrase="hey_jarvis")  # fmt: skip
+        _bridge, task = await start_bridge(
+            FakeAssistant(), mqtt_settings(broker, "kitchen"), house=house
+        )
+        huge = "9" * 400
+        now = time.time()
+        claim = ('{"device_id":"hall","wake_id":"h-1","phrase":"hey_jarvis",'
+                 f'"heard_at_s":{huge},"level_db":10}}')  # fmt: skip
+        result = f'{{"device_id":"hall","wake_id":"h-1","outcome":"taken","at_s":{huge}}}'
+        good = json.dumps({"device_id": "hall", "wake_id": "h-2", "phrase": "hey_jarvis",
+                           "heard_at_s": now, "level_db": 10.0})  # fmt: skip
+        ours = house.book.claim("hey_jarvis", 0.0)
+        async with Observer(broker.port) as obs:
+            await obs.send("voiced/house/claim", claim)
+            await obs.send("voiced/house/result", result)
+            await obs.send("voiced/house/claim", good)
+            await until(lambda: house.book.beaten(ours) is not None)
+        await stop(task)
+
+    with caplog.at_level(logging.WARNING):
+        run(main())
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    refused = [r.getMessage() for r in caplog.records if "house" in r.getMessage()]
+    assert len(refused) == 2, refused

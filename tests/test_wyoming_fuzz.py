@@ -187,3 +187,93 @@ def test_only_allowed_addresses_are_served(engines: Engines) -> None:
     refused, served = asyncio.run(main())
     assert refused == []  # closed unanswered
     assert [e.type for e in served] == ["info"]
+
+
+def test_refused_connections_do_not_flood_the_log(
+    engines: Engines, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host outside wyoming.allow dialling in a loop: one log line, not one each."""
+
+    async def main() -> list[list[Event]]:
+        async with running_voiced(engines, wyoming_settings(allow=("192.0.2.0/24",))) as voiced:
+            return [await exchange(voiced, header(type="describe")) for _ in range(50)]
+
+    with caplog.at_level("INFO", logger="voiced.wyoming"):
+        answers = asyncio.run(main())
+    assert answers == [[]] * 50
+    refused = [r for r in caplog.records if "not in wyoming.allow" in r.getMessage()]
+    assert len(refused) == 1, len(refused)
+
+
+def test_audio_after_a_wake_streams_stop_is_dropped(
+    engines: Engines, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A chunk after audio-stop, while the stop is being answered, reached the
+    resampler it had flushed (soxr: "Input after last input"): a traceback in the log
+    and the connection dropped. It is dropped; not-detected comes, the connection stays."""
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.ping import Ping
+    from wyoming.wake import Detect
+
+    rate = 22050
+    silence = bytes(2 * rate // 10)
+
+    async def main() -> list[str]:
+        async with (
+            running_voiced(engines, wyoming_settings()) as voiced,
+            client_of(voiced) as client,
+        ):
+            await client.write_event(Detect(names=["hey_jarvis"]).event())
+            await client.write_event(AudioStart(rate=rate, width=2, channels=1).event())
+            for _ in range(10):
+                await client.write_event(
+                    AudioChunk(rate=rate, width=2, channels=1, audio=silence).event()
+                )
+            await client.write_event(AudioStop().event())
+            await asyncio.sleep(0.05)
+            await client.write_event(
+                AudioChunk(rate=rate, width=2, channels=1, audio=silence).event()
+            )
+            await client.write_event(Ping().event())
+            seen = [e.type for e in await read_until(client, "pong")]
+            if "not-detected" not in seen:  # the pong may overtake it
+                seen += [e.type for e in await read_until(client, "not-detected")]
+            return sorted(seen)
+
+    with caplog.at_level("WARNING"):
+        answers = asyncio.run(main())
+    assert answers == ["not-detected", "pong"]
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+
+
+def test_an_audio_start_after_a_wake_streams_stop_is_ignored(engines: Engines) -> None:
+    """An audio-start while the stop is being answered replaced the stream the answer
+    still used, and a bad one freed the wake-word detector for other connections
+    before that answer was done. Until the request is answered it is ignored."""
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.ping import Ping
+    from wyoming.wake import Detect
+
+    rate = 22050
+    silence = bytes(2 * rate // 10)
+
+    async def main() -> list[str]:
+        async with (
+            running_voiced(engines, wyoming_settings()) as voiced,
+            client_of(voiced) as client,
+        ):
+            await client.write_event(Detect(names=["hey_jarvis"]).event())
+            await client.write_event(AudioStart(rate=rate, width=2, channels=1).event())
+            for _ in range(10):
+                chunk = AudioChunk(rate=rate, width=2, channels=1, audio=silence)
+                await client.write_event(chunk.event())
+            await client.write_event(AudioStop().event())
+            await asyncio.sleep(0.05)
+            await client.write_event(AudioStart(rate=5, width=2, channels=1).event())
+            await client.write_event(Ping().event())
+            seen = [e.type for e in await read_until(client, "pong")]
+            if "not-detected" not in seen:  # the pong may overtake it
+                seen += [e.type for e in await read_until(client, "not-detected")]
+            return sorted(seen)
+
+    assert asyncio.run(main()) == ["not-detected", "pong"]

@@ -284,3 +284,37 @@ def test_home_assistant_reconnecting_replaces_a_connection_it_gave_up_on(
     closed, pongs = asyncio.run(main())
     assert closed is None
     assert types(pongs) == ["pong"]
+
+
+def test_audio_from_home_assistant_queued_on_the_speaker_is_capped(engines: Engines) -> None:
+    """The satellite's connection sends audio faster than it plays: each audio-start
+    began a fresh 600 s allowance, so a peer repeating them (no audio-stop) queued
+    without end (memory, and resampling on the event loop). What is queued ahead of
+    the speaker stays under MAX_PLAYBACK_S, however many replies it is split into."""
+    from voiced.audio.format import PIPELINE_RATE_HZ
+    from voiced.wyoming.satellite import MAX_PLAYBACK_S
+
+    rate = 16000
+    block = b"\x10\x00" * (rate * 2)  # 2 s of quiet sound per 64 KB chunk
+    reply_s = 300
+
+    async def main() -> int:
+        async with (
+            running_voiced(engines, wyoming_settings()) as voiced,
+            client_of(voiced) as client,
+        ):
+            await become_satellite(client)
+            for _ in range(3):
+                await client.write_event(AudioStart(rate=rate, width=2, channels=1).event())
+                for _ in range(reply_s // 2):
+                    chunk = AudioChunk(rate=rate, width=2, channels=1, audio=block)
+                    await client.write_event(chunk.event())
+            await ping(client)
+            # The sink's queue (voiced.audio.playback) has no public length.
+            pending = int(voiced.assistant.sink._queue.pending_samples)  # type: ignore[attr-defined]
+            voiced.assistant.sink.clear()  # the stream's end waits for the speaker
+            return pending
+
+    pending = asyncio.run(main())
+    assert pending <= MAX_PLAYBACK_S * PIPELINE_RATE_HZ, pending / PIPELINE_RATE_HZ
+    assert pending >= (MAX_PLAYBACK_S - 10) * PIPELINE_RATE_HZ, "up to the cap is played"

@@ -5,6 +5,7 @@ real models."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,3 +202,110 @@ def test_a_wake_stream_may_outlast_max_audio_s_and_a_transcription_may_not(
     heard, refused = asyncio.run(main())
     assert heard is not None and (heard.type, heard.data["name"]) == ("detection", "hey_jarvis")
     assert refused is not None and (refused.type, refused.data["code"]) == ("error", "too-long")
+
+
+def test_a_stop_word_is_neither_advertised_nor_detected_as_a_wake_word(
+    engines: Engines, tts: PiperTts, models_dir: Path
+) -> None:
+    """[[wake.words]] with action stop are heard by the same detector as the wake word:
+    Home Assistant was offered "Alexa" as a wake word and woke when it was said."""
+    import dataclasses
+
+    from voiced.engines.loader import make_wake_detector, resolve_model_paths
+    from voiced.models.manifest import Role
+    from voiced.settings import WakeSettings, WakeWordSettings
+
+    settings = dataclasses.replace(
+        wyoming_settings(), wake=WakeSettings(words=(WakeWordSettings("alexa", "stop"),))
+    )
+    wake_paths = resolve_model_paths(settings, models_dir, {Role.WAKE})
+    paths = dataclasses.replace(engines.paths, wake_words=wake_paths.wake_words)
+    with_stop = dataclasses.replace(engines, paths=paths, wake=make_wake_detector(settings, paths))
+    stop = compose(tts, [0.5, "Alexa.", 1.0])
+
+    async def main() -> tuple[Info, str]:
+        async with running_voiced(with_stop, settings) as voiced:
+            async with client_of(voiced) as client:
+                await client.write_event(Describe().event())
+                info = Info.from_event((await read_until(client, "info"))[-1])
+            async with client_of(voiced) as client:
+                await client.write_event(Detect(names=["hey_jarvis"]).event())
+                await send_audio(client, stop, PIPELINE_RATE_HZ)
+                answer = await read(client)
+                assert answer is not None
+        return info, f"{answer.type}:{answer.data.get('name', '')}"
+
+    info, answer = asyncio.run(main())
+    assert [m.name for program in info.wake for m in program.models] == ["hey_jarvis"]
+    assert answer == "not-detected:"
+
+
+def test_a_request_waiting_for_its_engine_is_not_closed_as_idle(
+    engines: Engines, tts: PiperTts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client says nothing while its request waits (up to queue_wait_s, 300 s at most)
+    and runs: the idle timeout closed it and dropped the request half-way."""
+    monkeypatch.setattr("voiced.wyoming.peer.IDLE_TIMEOUT_S", 0.5)
+    speech = compose(tts, [0.3, "What time is it?", 0.5])
+
+    async def main() -> Event | None:
+        async with running_voiced(engines, wyoming_settings(queue_wait_s=10)) as voiced:
+            services = voiced.server.offered.services
+            assert services is not None
+            held = asyncio.Event()
+
+            async def another_request() -> None:
+                async with services.asr_slot.hold():
+                    held.set()
+                    await asyncio.sleep(2.0)
+
+            other = asyncio.create_task(another_request())
+            await held.wait()
+            async with client_of(voiced) as client:
+                await client.write_event(Transcribe().event())
+                await send_audio(client, speech, PIPELINE_RATE_HZ)
+                answer = await read(client)
+            await other
+            return answer
+
+    answer = asyncio.run(main())
+    assert answer is not None and answer.type == "transcript"
+    assert "time" in normalize(answer.data["text"])
+
+
+def test_handle_requests_from_several_connections_run_one_at_a_time(engines: Engines) -> None:
+    """Each connection's transcript went straight to the assistant: eight peers had
+    eight asks in the language model's queue at once, and a local turn waited behind
+    them all. One Wyoming handle request runs at a time, the others wait their turn."""
+
+    async def main() -> tuple[int, list[str]]:
+        async with running_voiced(engines, wyoming_settings()) as voiced:
+            assistant = voiced.assistant
+            ask = assistant.ask
+            in_flight, most = 0, 0
+
+            async def counted(text: str, *, speak: bool) -> object:
+                nonlocal in_flight, most
+                in_flight += 1
+                most = max(most, in_flight)
+                try:
+                    return await ask(text, speak=speak)
+                finally:
+                    in_flight -= 1
+
+            assistant.ask = counted  # type: ignore[method-assign]
+
+            async def one() -> str:
+                async with client_of(voiced) as client:
+                    text = "Turn the volume down."
+                    await client.write_event(Event(type="transcript", data={"text": text}))
+                    answer = await read(client)
+                    assert answer is not None
+                    return answer.type
+
+            answers = await asyncio.gather(*(one() for _ in range(4)))
+            return most, list(answers)
+
+    most, answers = asyncio.run(main())
+    assert answers == ["handled"] * 4
+    assert most == 1

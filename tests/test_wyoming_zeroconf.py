@@ -63,3 +63,15 @@ def test_a_bad_wyoming_flag_is_a_clear_usage_error(
 
     assert main(["run", "--wyoming", value]) != 0
     assert "--wyoming wants HOST:PORT" in capsys.readouterr().err
+
+
+def test_a_long_host_name_keeps_the_port_in_the_name(tmp_path: Path) -> None:
+    """A DNS label is 63 bytes: cutting the whole name there cut the port off, so two
+    instances on a host with a long name had one name (the second failed to register)."""
+    machine_id = tmp_path / "machine-id"
+    machine_id.write_text("0123456789abcdef0123456789abcdef\n")
+    device = device_id_for(MqttSettings(), hostname="living-room-" * 5, machine_id=machine_id)
+    first, second = instance_name(device, 10700), instance_name(device, 10701)
+    assert first != second
+    assert first.endswith("-10700") and len(first.encode()) <= 63
+    assert len(second.encode()) <= 63

@@ -23,7 +23,7 @@ _OUTCOME = re.compile(r"[a-z_]{1,40}")
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """"I heard the wake word": one per detection, on ``voiced/house/claim``."""
+    """ "I heard the wake word": one per detection, on ``voiced/house/claim``."""
 
     device_id: str
     wake_id: str
@@ -38,7 +38,7 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """"The wake I won is done": on ``voiced/house/result``, from the winner."""
+    """ "The wake I won is done": on ``voiced/house/result``, from the winner."""
 
     device_id: str
     wake_id: str
@@ -112,7 +112,11 @@ def _numbers(data: dict[str, object], *keys: str) -> tuple[float, ...] | str:
         value = data[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"{key} must be a number"
-        if not math.isfinite(value):
+        try:  # JSON integers have no size limit: a 400-digit one overflows a float
+            number = float(value)
+        except OverflowError:
+            return f"{key} is out of range"
+        if not math.isfinite(number):
             return f"{key} must be finite"
-        values.append(float(value))
+        values.append(number)
     return tuple(values)

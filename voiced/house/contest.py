@@ -30,7 +30,8 @@ CLAIM_MEMORY_S = 5.0
 MIN_CLAIM_INTERVAL_S = 1.0
 """One device's claims closer together than this are a flood: the later ones are ignored."""
 MAX_RIVALS = 8
-"""More devices claiming one wake word than this is a flood: ignore them all, answer."""
+"""More devices claiming one wake word than this is a flood: only those that have sent
+results count; with none of them, ignore them all and answer."""
 MAX_KEPT = 256
 """Claims and results kept at most (a flood must not grow memory)."""
 MAX_DEVICES = 64
@@ -76,6 +77,11 @@ class HouseBook:
     """(when, wake id, outcome) of recent results: a winner may report before we decide."""
     ignored: int = 0
     """Claims refused as flood, unknown or distrusted devices (for tests and status)."""
+    _reported: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    """Devices that sent a result: they answer wakes they win."""
+    _wary_until_s: float = -1e18
+    """A winner never answered: until then only devices that reported count. A forger
+    that makes up a new device id per claim is never distrusted by its id alone."""
 
     def claim(self, phrase: str, level_db: float) -> Claim:
         """Ours, for a wake word this device just heard."""
@@ -109,6 +115,10 @@ class HouseBook:
         self._forget(self.now_s())
         if result.device_id in self._devices:
             self._devices[result.device_id].distrusted_until_s = -1e18
+        self._reported[result.device_id] = None
+        self._reported.move_to_end(result.device_id)
+        while len(self._reported) > MAX_DEVICES:
+            self._reported.popitem(last=False)
 
     def beaten(self, ours: Claim) -> Verdict | None:
         """A louder claim for our wake word, if one has come: we lose at once. Checked
@@ -144,12 +154,20 @@ class HouseBook:
         return Verdict(True, self.device_id, reason, len(rivals), ours.level_db)
 
     def _rivals(self, ours: Claim) -> dict[str, Claim]:
+        """The claims ours competes with. In a flood the devices that have sent results
+        still count (else every device would answer); with none, the flood is all."""
+        rivals = self._claims_like(ours)
+        reported = {d: c for d, c in rivals.items() if d in self._reported}
+        return reported if len(rivals) > MAX_RIVALS and 0 < len(reported) <= MAX_RIVALS else rivals
+
+    def _claims_like(self, ours: Claim) -> dict[str, Claim]:
         now = self.now_s()
         return {
             claim.device_id: claim
             for _, claim in self._claims
             if claim.phrase == ours.phrase and abs(claim.heard_at_s - ours.heard_at_s) <= MATCH_S
             and self._device(claim.device_id).distrusted_until_s <= now
+            and (self._wary_until_s <= now or claim.device_id in self._reported)
         }  # fmt: skip
 
     def _lose_to(self, winner: Claim, reason: str, rivals: int) -> Verdict:
@@ -164,6 +182,7 @@ class HouseBook:
         self._expected = [e for e in self._expected if e.due_s > now]
         for expected in overdue:
             self._device(expected.winner).distrusted_until_s = now + self.settings.distrust_s
+            self._wary_until_s = now + self.settings.distrust_s
 
     def distrusted(self) -> list[str]:
         self._check_expected()

@@ -23,7 +23,9 @@ MDNS_GROUP = "224.0.0.251"
 
 
 def instance_name(device_id: str, port: int) -> str:
-    return f"voiced-{device_id}-{port}"[:63]
+    """At most 63 bytes (a DNS label); a long device id is cut, never the port."""
+    suffix = f"-{port}"
+    return f"voiced-{device_id}"[: 63 - len(suffix)] + suffix
 
 
 def outward_address() -> str | None:

@@ -75,7 +75,7 @@ class Connection:
     async def run(self) -> None:
         peer = self.peer
         try:
-            while (event := await peer.read()) is not None:
+            while (event := await peer.read(self._working)) is not None:
                 try:
                     await self.dispatch(event)
                 except BadRequest as err:
@@ -96,6 +96,10 @@ class Connection:
             _LOGGER.debug("wyoming: %s: %s", peer.name, err)
         finally:
             await self._end()
+
+    def _working(self) -> bool:
+        """A request is being answered: the peer waits in silence for it."""
+        return self.job is not None and not self.job.done()
 
     async def _end(self) -> None:
         if self.job is not None:
@@ -127,7 +131,7 @@ class Connection:
         elif kind == "detect":
             self._begin_detect(data)
         elif kind == "audio-start":
-            if self.request in ("transcribe", "detect"):
+            if self.request in ("transcribe", "detect") and not self._working():
                 self.audio = self._audio_in(data)
         elif kind == "audio-chunk":
             await self._audio_chunk(data, event.payload)
@@ -192,8 +196,10 @@ class Connection:
             self.offered.services.end_wake()
 
     async def _audio_chunk(self, data: dict[str, Any], payload: bytes | None) -> None:
-        if self.request not in ("transcribe", "detect"):
-            return  # audio outside a request, or of one refused: dropped
+        if self.request not in ("transcribe", "detect") or (
+            self.job is not None and not self.job.done()
+        ):
+            return  # audio outside a request, of one refused, or after its stop: dropped
         if self.audio is None:
             self.audio = self._audio_in(data)
         try:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from wyoming.event import Event, async_write_event
 
@@ -41,14 +42,27 @@ class Peer:
         self.dropped = 0
         """Events ``offer`` dropped because the peer did not keep up."""
 
-    async def read(self) -> Event | None:
+    async def read(self, working: Callable[[], bool] = lambda: False) -> Event | None:
         """The next event (FrameError on a malformed one); None at the end or after
-        IDLE_TIMEOUT_S of silence."""
+        IDLE_TIMEOUT_S of silence while nothing is ``working`` on its request (a
+        client waits for its answer without a word)."""
+        reading = asyncio.ensure_future(read_event(self.reader))
         try:
-            event = await asyncio.wait_for(read_event(self.reader), IDLE_TIMEOUT_S)
-        except TimeoutError:
-            _LOGGER.info("wyoming: %s said nothing for %.0f s; closing", self.name, IDLE_TIMEOUT_S)
-            return None
+            while True:
+                done, _ = await asyncio.wait({reading}, timeout=IDLE_TIMEOUT_S)
+                if done:
+                    break
+                if not working():
+                    _LOGGER.info(
+                        "wyoming: %s said nothing for %.0f s; closing", self.name, IDLE_TIMEOUT_S
+                    )
+                    return None
+            event = reading.result()
+        finally:
+            if not reading.done():
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading
         if event is not None:
             self.heard_at_s = time.monotonic()
         return event

@@ -67,6 +67,9 @@ class SatelliteLink:
         self._playback: _Playback | None = None
         self._played_tasks: dict[asyncio.Task[None], _Playback] = {}
         """Replies that have all arrived, each waiting to play out before `played`."""
+        self._queued_until_s = 0.0
+        """When Home Assistant's audio queued on the speaker ends (monotonic s): a peer
+        sends faster than it plays, and each audio-start would start a fresh cap."""
         self.timers = RemoteTimers(assistant)
         assistant.bus.add_listener(self._on_bus)
 
@@ -223,6 +226,8 @@ class SatelliteLink:
         playback.audio_s += len(pcm) / (2 * channels * rate)
         if playback.silent or not pcm or playback.audio_s > MAX_PLAYBACK_S:
             return
+        if not self._room_for(len(pcm) / (2 * channels * rate)):
+            return
         samples = np.frombuffer(pcm, dtype="<i2").reshape(-1, channels).astype(np.float32)
         mono = samples.mean(axis=1) * self.assistant.volume
         out = np.clip(mono, -32768, 32767).astype("<i2").tobytes()
@@ -231,6 +236,18 @@ class SatelliteLink:
         except OSError as err:
             _LOGGER.warning("wyoming: the speaker failed: %s", err)
             playback.silent = True
+
+    def _room_for(self, audio_s: float) -> bool:
+        """Whether ``audio_s`` more keeps what is queued ahead of the speaker under
+        MAX_PLAYBACK_S (a cleared or drained speaker has nothing queued)."""
+        now_s = time.monotonic()
+        if not self.assistant.sink.is_playing:
+            self._queued_until_s = now_s
+        end_s = max(self._queued_until_s, now_s) + audio_s
+        if end_s - now_s > MAX_PLAYBACK_S:
+            return False
+        self._queued_until_s = end_s
+        return True
 
     def _finish_playback(self, peer: Peer) -> None:
         """audio-stop: ``played`` once it has played out (at most its length + a grace)."""

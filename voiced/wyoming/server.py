@@ -10,6 +10,7 @@ framing and served by voiced.wyoming.connection.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 
@@ -17,8 +18,10 @@ from voiced.control.http_api import is_loopback
 from voiced.control.mqtt import device_id_for
 from voiced.engines.base import WakeWord
 from voiced.engines.loader import make_wake_detector
+from voiced.engines.wake_names import WAKE
 from voiced.errors import ConfigError
 from voiced.pipeline.assistant import Assistant
+from voiced.ratelimit import RateLimitedLog
 from voiced.settings import Settings, parse_host_port
 from voiced.wyoming.announce import Announcer, instance_name, outward_address
 from voiced.wyoming.connection import Connection, Offered
@@ -44,6 +47,7 @@ class WyomingServer:
         self.refused = 0
         """Connections closed at once: max_connections were open, or not allowed."""
         self.networks = [ipaddress.ip_network(n, strict=False) for n in settings.wyoming.allow]
+        self._refusals = RateLimitedLog(_LOGGER)
 
     @property
     def satellite(self) -> SatelliteLink | None:
@@ -77,8 +81,10 @@ class WyomingServer:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         allowed = any(address in network for network in self.networks)
-        if not allowed:
-            _LOGGER.info("wyoming: refused %s (not in wyoming.allow)", address)
+        if not allowed:  # rate-limited: a host dialling in a loop must not fill the log
+            self._refusals.log(
+                logging.INFO, "refused", "wyoming: refused %s (not in wyoming.allow)", address
+            )
         return allowed
 
     async def close(self) -> None:
@@ -126,9 +132,16 @@ async def start_wyoming(
     engines = assistant.engines
     wake: WakeWord | None = None
     if wyoming.wake and engines.paths.wake:
-        # The service's own detector: a wake word's stream state is per stream.
-        wake = await asyncio.to_thread(make_wake_detector, settings, engines.paths)
-    words = wake_words_of(engines.wake) if engines.wake is not None else ()
+        # The service's own detector: a wake word's stream state is per stream. The
+        # wake word alone: a stop word heard must not wake Home Assistant.
+        paths = dataclasses.replace(engines.paths, wake_words=())
+        wake = await asyncio.to_thread(make_wake_detector, settings, paths)
+    # [[wake.words]] with another action (stop, event) are no wake words to offer.
+    actions: dict[str, str] = getattr(engines.wake, "actions", {})
+    words = tuple(
+        word for word in (wake_words_of(engines.wake) if engines.wake is not None else ())
+        if actions.get(word.name, WAKE) == WAKE
+    )  # fmt: skip
     satellite_on = wyoming.satellite and assistant.wake_mode and engines.wake is not None
     if wyoming.satellite and not satellite_on:
         _LOGGER.warning("wyoming: not a satellite: that needs voiced's wake word (no --no-wake)")

@@ -74,6 +74,9 @@ class Services:
         self.tts_slot = EngineSlot(
             lambda: assistant.state in (State.THINKING, State.SPEAKING), settings.queue_wait_s
         )
+        self.handle_slot = EngineSlot(lambda: False, settings.queue_wait_s)
+        """One conversation at a time (the assistant itself refuses one beside a
+        local turn): peers' asks must not pile up in the language model's queue."""
         self.wake = wake
         """A detector of its own (stream state is per stream): one stream at a time."""
         self.wake_busy = False
@@ -153,14 +156,15 @@ class Services:
         """voiced's answer (its intents, else its language model); None when nothing
         answered. Waits while a local turn is in flight, for queue_wait_s."""
         deadline = time.monotonic() + self.settings.queue_wait_s
-        while True:
-            try:
-                record = await self.assistant.ask(text, speak=False)
-                break
-            except BusyError:
-                if time.monotonic() >= deadline:
-                    raise BadRequest("busy", "a turn is in progress; try again") from None
-                await asyncio.sleep(LOCAL_POLL_S * 4)
+        async with self.handle_slot.hold():
+            while True:
+                try:
+                    record = await self.assistant.ask(text, speak=False)
+                    break
+                except BusyError:
+                    if time.monotonic() >= deadline:
+                        raise BadRequest("busy", "a turn is in progress; try again") from None
+                    await asyncio.sleep(LOCAL_POLL_S * 4)
         return (record.reply or None) if record.outcome == "answered" else None
 
     # -- wake word --------------------------------------------------------------
