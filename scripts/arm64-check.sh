@@ -234,7 +234,7 @@ end
 # --- wheels: every native wheel imports on this CPU ----------------------------------
 begin wheels "the native wheels import on $CPU"
 in_root "$VENV/bin/python - <<'EOF'
-import ctypes, importlib, importlib.metadata as md, platform
+import ctypes, importlib, importlib.metadata as md, platform, re
 # AT_HWCAP: the CPU features the emulated CPU reports (asimddp is in the A76, not the A72).
 hwcap = ctypes.CDLL(None).getauxval(16)
 names = {1: 'fp', 2: 'asimd', 8: 'aes', 128: 'crc32', 256: 'atomics', 512: 'fphp',
@@ -246,6 +246,17 @@ for dist, module in [('numpy', 'numpy'), ('onnxruntime', 'onnxruntime'), ('ctran
                      ('av', 'av'), ('piper-tts', 'piper')]:
     importlib.import_module(module)
     print(f'  {dist:18} {md.version(dist):10} imports')
+# The newest glibc any installed wheel asks for: JetPack 6 (Jetson Orin) has 2.35.
+needs = []
+for d in md.distributions():
+    for line in (d.read_text('WHEEL') or '').splitlines():
+        found = re.search(r'manylinux_(\\d+)_(\\d+)_aarch64', line)
+        if found:
+            needs.append(((int(found[1]), int(found[2])), d.metadata['Name']))
+newest, who = max(needs)
+print(f'  newest glibc a wheel needs: {newest[0]}.{newest[1]} ({who})')
+if newest > (2, 35):
+    raise SystemExit(f'{who} needs glibc {newest[0]}.{newest[1]}: JetPack 6 (glibc 2.35) cannot install it')
 EOF" || fail "a native wheel does not import on $CPU (a SIGSEGV or SIGILL shows as exit 139 or 132)"
 end
 
