@@ -43,7 +43,8 @@ QUESTION="What is the capital of France?"
 # The test subset: the native wheels, no torch, each real engine once (Piper speaks,
 # Whisper hears it, the wake word fires once, the SLM knows a capital and streams),
 # the int8 SLM against the numpy reference (ARM's int8 kernels are not x86's, so
-# agreement, not equality), and one spoken round trip through the pipeline.
+# agreement, not equality). The pipeline tests run in real time, which emulation
+# cannot keep up with (a 240 s limit ran out): the demo step covers the pipeline.
 TESTS=(
   tests/test_native_wheels.py
   tests/test_no_torch.py
@@ -53,7 +54,6 @@ TESTS=(
   tests/test_engines_real.py::test_slm_knows_the_capital_of_france
   tests/test_engines_real.py::test_slm_stream_concatenates_to_the_reply
   tests/test_gguf_convert.py::test_int8_keeps_the_reference_token_in_its_top_five
-  tests/test_pipeline_e2e.py::test_wake_word_question_round_trip
 )
 # What the tests import beyond voiced's own dependencies (bounds as in pyproject's
 # test extra; the whole extra would add mypy, ruff, schemathesis and matplotlib).
@@ -277,9 +277,10 @@ end
 
 # --- demo: the whole pipeline on the spoken prompts, unpaced -------------------------------
 begin demo "voiced demo --profile $PROFILE --unpaced (wake word, question, command; not in real time)"
-demo_out="$(in_root "cd /root && $VENV/bin/voiced demo --profile $PROFILE --unpaced --output /root/voiced-demo.wav" 2>&1)" \
-  || { printf '%s\n' "$demo_out" >&2; fail "voiced demo failed (a turn without a reply exits 1)"; }
-printf '%s\n' "$demo_out" | grep -E '^turn|^ +(replied|heard)' || true
+# Shown as it runs (about 10 minutes under emulation) and kept for the checks below.
+in_root "cd /root && $VENV/bin/voiced demo --profile $PROFILE --unpaced --output /root/voiced-demo.wav" \
+  2>&1 | tee "$CACHE/demo.log" || fail "voiced demo failed (a turn without a reply exits 1)"
+demo_out="$(cat "$CACHE/demo.log")"
 turns="$(grep -c '^turn [0-9]*: heard' <<<"$demo_out" || true)"
 [ "$turns" = 2 ] || { printf '%s\n' "$demo_out" >&2; fail "the demo gave $turns turns, not 2"; }
 grep -A1 '^turn 1:' <<<"$demo_out" | grep -qi paris || fail "the demo's first turn does not name Paris"
