@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One command from a fresh clone to the whole test suite: system packages
 # (PortAudio, mosquitto, systemd-analyze, Chromium, debootstrap and systemd-nspawn
-# for the real-systemd check, espeak-ng for the wake-word tests' other voices),
+# for the real-systemd check, espeak-ng for the wake-word tests' other voices,
+# shellcheck for the scripts),
 # venv, voiced with its test extras, then lint (ruff), types (mypy) and pytest
 # with the real models.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh" mosquitto systemd chromium openssl \
-  debootstrap systemd-container espeak-ng
+  debootstrap systemd-container espeak-ng shellcheck
 # As root, tests/test_systemd_nspawn.py may build its cached bookworm root (about a
 # minute of debootstrap, once) and boot it: about a minute per run after that.
 if [ "$(id -u)" -eq 0 ]; then

@@ -173,3 +173,19 @@ def test_realtime_run_set_cancel_set_gives_one_alert(
     # Whisper may hear "timor": count the words that tell the replies apart.
     assert sum("is done" in text for text in heard) == 1, heard
     assert sum("set for" in text for text in heard) == 2, heard
+
+
+def test_unpaced_demo_answers_both_prompts_once(models_dir: Path, tmp_path: Path) -> None:
+    """`voiced demo --unpaced` (the arm64 check's pipeline step): the same two turns as
+    the paced demo, the question by the language model and the time by its intent."""
+    output = tmp_path / "demo.wav"
+    result = voiced("demo", "--unpaced", "--output", str(output), models_dir=models_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    turns = [line for line in result.stdout.splitlines() if line.startswith("turn ")]
+    assert len(turns) == 2, result.stdout
+    assert "'What is the capital of France?'" in turns[0]
+    assert "(intent: language model)" in result.stdout
+    assert "(intent: time)" in result.stdout
+    assert result.stdout.count("not measured (unpaced)") == 2
+    assert "one after another" in result.stdout
+    assert output.stat().st_size > 44

@@ -29,17 +29,24 @@ DEMO_SCRIPT: list[str | float] = [
 ]  # fmt: skip
 
 
-async def run_demo(settings: Settings, models_dir: Path, output: Path) -> list[dict[str, object]]:
+async def run_demo(
+    settings: Settings, models_dir: Path, output: Path, *, paced: bool = True
+) -> list[dict[str, object]]:
+    """Run the demo; ``paced=False`` reads the prompts as fast as the machine allows,
+    each turn finished before the next is read (an emulator, a slow board), so the
+    turns are the same but no latency is measured and the WAV holds the replies
+    one after another."""
     engines = await load(settings, models_dir, needed_roles(settings, wake_mode=True))
     assert engines.tts is not None
     with tempfile.TemporaryDirectory(prefix="voiced-demo-") as tmp:
         prompt_wav, trace = Path(tmp, "prompts.wav"), Path(tmp, "trace.jsonl")
         write_wav(prompt_wav, compose(engines.tts, DEMO_SCRIPT))
         print(f"spoken prompts: {' '.join(p for p in DEMO_SCRIPT if isinstance(p, str))}")
-        print("running the pipeline in real time (wake word 'hey jarvis') ...", flush=True)
+        pace = "in real time" if paced else "unpaced, one turn at a time"
+        print(f"running the pipeline {pace} (wake word 'hey jarvis') ...", flush=True)
         options = RunOptions(
             settings, models_dir, wake_mode=True, input=str(prompt_wav), output=str(output),
-            realtime=True, trace=trace,
+            realtime=paced, trace=trace,
         )  # fmt: skip
         await run_daemon(options, engines)
         lines = (await asyncio.to_thread(trace.read_text)).splitlines()
@@ -47,8 +54,10 @@ async def run_demo(settings: Settings, models_dir: Path, output: Path) -> list[d
     for number, turn in enumerate(turns, start=1):
         print(f"\nturn {number}: heard   {turn['transcript']!r}")
         print(f"        replied {turn['reply']!r}  (intent: {turn['intent'] or 'language model'})")
-        print(f"        end of speech -> first reply audio: {_latency(turn)}")
-    print(f"\nreplies written to {output} (time-aligned with the prompts)")
+        latency = _latency(turn) if paced else "not measured (unpaced)"
+        print(f"        end of speech -> first reply audio: {latency}")
+    aligned = "time-aligned with the prompts" if paced else "one after another"
+    print(f"\nreplies written to {output} ({aligned})")
     _play_if_possible(output)
     return turns
 

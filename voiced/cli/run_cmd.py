@@ -99,6 +99,9 @@ def register_demo(commands: Any) -> None:
     add_settings_options(demo)
     demo.add_argument("--output", metavar="WAV", type=Path, default=Path("voiced-demo.wav"),
                       help="where the replies go (default ./voiced-demo.wav)")  # fmt: skip
+    demo.add_argument("--unpaced", action="store_true",
+                      help="read the prompts as fast as the machine allows, each turn finished "
+                           "before the next (an emulator or a slow board); no latency")  # fmt: skip
     demo.set_defaults(func=cmd_demo)
 
 
@@ -106,5 +109,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from voiced.demo import run_demo
 
     settings, models_dir = settings_and_models_dir(args)
-    turns = run_async(run_demo(settings, models_dir, args.output))
+    turns = run_async(run_demo(settings, models_dir, args.output, paced=not args.unpaced))
     return 0 if turns and all(t.get("reply") for t in turns) else 1
