@@ -27,6 +27,7 @@ from voiced.engines.loader import Engines
 from voiced.engines.wake_names import STOP
 from voiced.errors import BusyError, VoicedError
 from voiced.house.arbiter import HouseArbiter
+from voiced.house.loudness import LoudnessMeter
 from voiced.intents.base import IntentHandler
 from voiced.intents.builtin import BuiltinIntents
 from voiced.pipeline.barge_in import SpeechOverReply
@@ -91,6 +92,7 @@ class Assistant:
         ears = listener or Listener(
             engines.wake, WebRtcVad(listen.vad_aggressiveness),
             QuietGate() if listen.speculate_on_quiet else None,
+            LoudnessMeter() if house is not None else None,
         )  # fmt: skip
         self.hearing = Hearing(ears, self.workers.listen)
         self.mic_path = build_mic_path(settings.audio, sink, self.workers.listen)

@@ -40,13 +40,15 @@ class Listener:
 
     def __init__(
         self, wake: WakeWord | None, vad: WebRtcVad,
-        quiet_gate: QuietGate | None = None,
+        quiet_gate: QuietGate | None = None, loudness: LoudnessMeter | None = None,
     ) -> None:  # fmt: skip
+        """``loudness``: measure each wake word's level, for the house's arbitration
+        (None: nobody asks, so nothing is measured on the wake word's audio)."""
         self.wake = wake
         self.vad = vad
         self.quiet_gate = quiet_gate
         self._wake_dirty = False
-        self.loudness = LoudnessMeter()
+        self.loudness = loudness
         if wake is not None:
             wake.reset()  # a new stream: nothing carried over from an earlier one
 
@@ -55,13 +57,13 @@ class Listener:
         level_db = 0.0
         words: tuple[Detection, ...] = ()
         if self.wake is not None:
-            if score_wake:
+            if score_wake and self.loudness is not None:
                 self.loudness.feed(pcm)
             if score_wake and self.wake.process(pcm):
                 found = getattr(self.wake, "detections", None) or (Detection("", WAKE),)
                 wake = any(word.action == WAKE for word in found)
                 words = tuple(word for word in found if word.action != WAKE)
-                level_db = self.loudness.wake_level_db()
+                level_db = self.loudness.wake_level_db() if self.loudness else 0.0
             if score_wake:
                 self._wake_dirty = True
             elif self._wake_dirty:
