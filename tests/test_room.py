@@ -250,13 +250,15 @@ def test_doctor_says_who_cancels_the_echo() -> None:
         found = check_echo_cancel(replace_section(Settings(), "audio", **audio))
         return found.status, found.detail
 
-    assert finding(output="out.wav") == ("ok", "voiced's (WebRTC AEC3)")
+    assert finding(output="out.wav") == ("ok", "voiced's (WebRTC AEC3, by stream position)")
+    assert finding() == ("ok", "voiced's (WebRTC AEC3, by the sound card's clock)")
     assert finding(echo_cancel="device", input="hw:CARD=ArrayUAC10")[0] == "ok"
-    status, detail = finding(input="echo-cancel-source")
-    assert status == "warn" and "looks echo-cancelled" in detail
-    status, detail = finding()  # the default speaker: no timeline for ours yet
+    for mode in ("auto", "off"):
+        status, detail = finding(echo_cancel=mode, input="echo-cancel-source")
+        assert status == "warn" and "looks echo-cancelled" in detail
+    status, detail = finding(input="in.wav")  # a file heard, a speaker played: no clock
     assert status == "warn" and detail.startswith("none")
-    assert finding(echo_cancel="on")[0] == "fail"
+    assert finding(echo_cancel="on", input="in.wav")[0] == "fail"
 
 
 @pytest.mark.parametrize(

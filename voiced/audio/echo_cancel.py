@@ -3,10 +3,12 @@
 The far-end reference is what the sink actually played: the time-aligned sink
 hands every block it plays, with its stream position, to :class:`FarEnd`, so the
 reference for microphone frame k is exactly what the speaker played over frame
-k (AEC3 then finds the room's delay itself). :class:`MicCleaner` runs in the
-listener thread, one 10 ms frame at a time (AEC3's own frame), and also
-estimates the microphone-to-speaker delay by cross-correlation, for
-``voiced doctor`` and the status.
+k (AEC3 then finds the room's delay itself). A sound card hands what it played
+with when it played it (PortAudio's timing) to :class:`DeviceFarEnd`, which
+keeps it by that clock, the one the microphone's frames are stamped in.
+:class:`MicCleaner` runs in the listener thread, one 10 ms frame at a time
+(AEC3's own frame), and also estimates the microphone-to-speaker delay by
+cross-correlation, for ``voiced doctor`` and the status.
 
 AEC3 leaves a residual in reverberant rooms that webrtcvad readily calls speech;
 :class:`ResidualGate` says whether a cleaned frame is louder than the residual
@@ -17,17 +19,22 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from voiced.audio.format import FRAME_SAMPLES, PIPELINE_RATE_HZ, ms_to_samples
+from voiced.audio.resample import StreamResampler
 from voiced.errors import AudioError
 
 __all__ = [
     "CleanFrame",
+    "DeviceFarEnd",
     "FarEnd",
+    "FarEndReader",
     "MicCleaner",
     "ResidualGate",
     "echo_cancel_problem",
@@ -42,6 +49,23 @@ DELAY_EVERY_FRAMES = 100
 """Estimate the delay once a second of playback."""
 LEARN_FRAMES = 400
 """AEC3 takes about 4 s of playback to converge (34 dB of echo gone)."""
+REFERENCE_LEAD_MS = 30
+"""With a sound card, the far end is read this far ahead of the microphone frame's
+capture time. The two times are good to a millisecond or two and the resamplers
+add a few; a reference that comes after its echo cannot be cancelled at all,
+while one early by tens of milliseconds is only more delay for AEC3 to find."""
+REALIGN_WITHIN_MS = (5.0, 200.0)
+"""A sound card's far end is moved when the echo is found outside this (AEC3 cannot
+cancel an echo that comes before its reference, and finds long delays slowly)..."""
+REALIGN_TO_MS = 40.0
+"""...so that the echo comes this long after it."""
+EARLY_ECHO_MS = 300
+"""How far before its reference an echo is looked for (a sound card's far end)."""
+CONTIGUOUS_S = 0.005
+"""A played block that starts this close to where the last ended follows on from it."""
+PENDING_BLOCKS = 400
+"""Played blocks waiting for the listener thread (8 s of 20 ms blocks); older ones
+are dropped if it falls that far behind."""
 _SILENT_DB = 30.0
 """Frames below this (dB re 1 LSB RMS, about -60 dBFS) carry no echo worth a thought."""
 
@@ -67,6 +91,21 @@ def make_processor(*, echo_cancel: bool, noise_suppression: bool) -> Any:
         sample_rate=PIPELINE_RATE_HZ, num_channels=1, echo_cancellation=echo_cancel,
         noise_suppression=noise_suppression, high_pass_filter=echo_cancel,
     )  # fmt: skip
+
+
+class FarEndReader(Protocol):
+    """Where the canceller reads what the speaker played over a microphone frame."""
+
+    def read(self, start_sample: int, num_samples: int) -> np.ndarray: ...
+
+    @property
+    def lead_ms(self) -> float:
+        """How far ahead of the microphone frame it is read (taken off the delay found)."""
+        ...
+
+    def move_by_ms(self, more_lead_ms: float) -> bool:
+        """Read it further ahead (negative: less); False where it cannot move."""
+        ...
 
 
 class FarEnd:
@@ -96,20 +135,99 @@ class FarEnd:
         self._ring[: samples.size - first] = samples[first:]
         self._end = max(self._end, position + samples.size)
 
+    @property
+    def lead_ms(self) -> float:
+        return 0.0
+
+    def move_by_ms(self, more_lead_ms: float) -> bool:
+        """Stream positions are exact: nothing to move."""
+        return False
+
     def read(self, start_sample: int, num_samples: int) -> np.ndarray:
         """What played over those samples; silence where nothing did (or too long ago)."""
         out = np.zeros(num_samples, dtype=np.int16)
         with self._lock:
             lo = max(start_sample, self._end - self._size)
             hi = min(start_sample + num_samples, self._end)
-            for position in range(lo, hi, FRAME_SAMPLES):
-                take = min(FRAME_SAMPLES, hi - position)
-                at = position % self._size
-                take = min(take, self._size - at)
-                out[position - start_sample : position - start_sample + take] = self._ring[
-                    at : at + take
+            if hi > lo:
+                out[lo - start_sample : hi - start_sample] = self._ring[
+                    np.arange(lo, hi) % self._size
                 ]
         return out
+
+
+class DeviceFarEnd:
+    """What a sound card played, kept by the audio clock, for microphone frames
+    stamped in the same clock (``AudioFrame.captured_at_s``).
+
+    ``played`` runs on PortAudio's output thread and only queues the block;
+    ``read`` (the listener thread) first brings the queued blocks in, resampled to
+    16 kHz, at index round(time x 16 kHz) of a :class:`FarEnd`.
+    """
+
+    LEAD_RANGE_MS = (-200.0, 1000.0)
+    """Read ahead of the frame's time by at most this: the sink's callback runs
+    ahead of its converter by its latency, so what is about to play is there too."""
+
+    def __init__(self, keep_s: float = FAR_END_KEEP_S,
+                 lead_ms: int = REFERENCE_LEAD_MS) -> None:  # fmt: skip
+        self._lead_samples = ms_to_samples(lead_ms)
+        self._far = FarEnd(keep_s)
+        self._blocks: deque[tuple[float, np.ndarray, int]] = deque(maxlen=PENDING_BLOCKS)
+        self._resampler: StreamResampler | None = None
+        self._rate_hz = 0
+        self._block_end_s: float | None = None
+        """Where the last block brought in ended, in the audio clock."""
+        self._run_index = 0
+        """Where the current run of contiguous blocks begins in the far end (16 kHz
+        samples of the clock)."""
+        self._run_out = 0
+        """16 kHz samples of the run so far."""
+
+    def played(self, dac_time_s: float, samples: np.ndarray, rate_hz: int) -> None:
+        """The sink's tap (PortAudio's thread): copy and return."""
+        self._blocks.append((dac_time_s, samples.copy(), rate_hz))
+
+    @property
+    def lead_ms(self) -> float:
+        return self._lead_samples * 1000.0 / PIPELINE_RATE_HZ
+
+    def move_by_ms(self, more_lead_ms: float) -> bool:
+        """The clock's reports put the echo out of the canceller's reach: read the
+        far end that much further ahead (negative: later), within LEAD_RANGE_MS.
+        Through PulseAudio's monitor the echo came 40 to 70 ms before the time the
+        output reported for it; on a board it comes after, by the room's delay."""
+        low, high = self.LEAD_RANGE_MS
+        lead_ms = min(max(self.lead_ms + more_lead_ms, low), high)
+        lead = round(lead_ms * PIPELINE_RATE_HZ / 1000)
+        moved = lead != self._lead_samples
+        self._lead_samples = lead
+        return moved
+
+    def reference_start(self, captured_at_s: float) -> int:
+        """Where to read the far end for a microphone frame captured then."""
+        return round(captured_at_s * PIPELINE_RATE_HZ) - self._lead_samples
+
+    def read(self, start_sample: int, num_samples: int) -> np.ndarray:
+        self._bring_in()
+        return self._far.read(start_sample, num_samples)
+
+    def _bring_in(self) -> None:
+        while self._blocks:
+            dac_time_s, samples, rate_hz = self._blocks.popleft()
+            end_s = self._block_end_s
+            if (self._resampler is None or rate_hz != self._rate_hz or end_s is None
+                    or abs(dac_time_s - end_s) > CONTIGUOUS_S):  # fmt: skip
+                # A new run (a reply's start, an underrun): placed by its own time.
+                self._resampler = StreamResampler(rate_hz, 1)
+                self._rate_hz = rate_hz
+                self._run_out = 0
+                self._run_index = round(dac_time_s * PIPELINE_RATE_HZ)
+            self._block_end_s = dac_time_s + samples.size / rate_hz
+            pcm = np.frombuffer(self._resampler.process(samples), dtype="<i2")
+            if pcm.size:
+                self._far.played(self._run_index + self._run_out, pcm)
+                self._run_out += int(pcm.size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,9 +317,16 @@ class MicCleaner:
     """Runs the canceller (and noise suppressor) on each microphone frame, in the
     listener thread; estimates the microphone-to-speaker delay as it goes."""
 
-    def __init__(self, processor: Any, far_end: FarEnd, *, echo_cancel: bool,
-                 noise_suppression: bool = False) -> None:  # fmt: skip
+    def __init__(self, processor: Any, far_end: FarEndReader, *, echo_cancel: bool,
+                 noise_suppression: bool = False,
+                 remake: Callable[[], Any] | None = None) -> None:  # fmt: skip
+        """``remake`` makes a fresh processor: given one, a far end that can move (a
+        sound card's) is moved when the echo is found out of AEC3's reach, and the
+        canceller starts again from there."""
         self._processor = processor
+        self._remake = remake
+        self.realignments = 0
+        """Times the far end was moved to put the echo within reach."""
         self.far_end = far_end
         self.echo_cancel = echo_cancel
         self.noise_suppression = noise_suppression
@@ -263,18 +388,38 @@ class MicCleaner:
             del self._mic_history[0], self._far_history[0]
         self._frames += 1
         if self._frames % DELAY_EVERY_FRAMES == 0 and len(self._mic_history) == keep:
+            early_ms = EARLY_ECHO_MS if self._remake is not None else 0
             found = estimate_delay_ms(np.concatenate(self._mic_history),
-                                      np.concatenate(self._far_history))  # fmt: skip
+                                      np.concatenate(self._far_history),
+                                      min_delay_ms=-early_ms)  # fmt: skip
             if found is not None:
                 self.delay_ms, self.delay_confidence = found
+                self._realign_if_out_of_reach(found[0])
+
+    def _realign_if_out_of_reach(self, delay_ms: float) -> None:
+        low, high = REALIGN_WITHIN_MS
+        if self._remake is None or low <= delay_ms <= high:
+            return
+        # The echo follows the reference read by (delay + lead) in all: read it so
+        # that it follows by REALIGN_TO_MS.
+        if not self.far_end.move_by_ms(delay_ms - REALIGN_TO_MS):
+            return
+        self._processor = self._remake()
+        self._mic_history.clear()
+        self._far_history.clear()
+        self.delay_ms = None
+        self._far_frames = 0
+        self.converged = False
+        self.realignments += 1
 
 
 def estimate_delay_ms(
-    mic: np.ndarray, far: np.ndarray, max_delay_ms: int = MAX_DELAY_MS
+    mic: np.ndarray, far: np.ndarray, max_delay_ms: int = MAX_DELAY_MS, min_delay_ms: int = 0
 ) -> tuple[float, float] | None:
     """(delay_ms, confidence) of ``far`` in ``mic`` by GCC-PHAT, or None when the far
     end was too quiet or no peak stands out. Confidence: the peak over the
-    correlation's spread (above ~5 is a clear echo path)."""
+    correlation's spread (above ~5 is a clear echo path). A negative
+    ``min_delay_ms`` also looks for an echo that comes before its reference."""
     if _level_db(far) < _SILENT_DB + 10.0:
         return None
     size = 1 << int(np.ceil(np.log2(mic.size + far.size)))
@@ -282,10 +427,13 @@ def estimate_delay_ms(
         np.fft.rfft(far.astype(np.float64), size)
     )
     spectrum /= np.abs(spectrum) + 1e-9
-    correlation = np.fft.irfft(spectrum, size)[: ms_to_samples(max_delay_ms)]
+    circular = np.fft.irfft(spectrum, size)
+    early = ms_to_samples(-min_delay_ms) if min_delay_ms < 0 else 0
+    correlation = np.concatenate([circular[size - early :] if early else circular[:0],
+                                  circular[: ms_to_samples(max_delay_ms)]])  # fmt: skip
     peak = int(np.argmax(np.abs(correlation)))
     spread = float(np.std(correlation)) + 1e-12
     confidence = float(abs(correlation[peak])) / spread
     if confidence < 5.0:
         return None
-    return peak * 1000.0 / PIPELINE_RATE_HZ, confidence
+    return (peak - early) * 1000.0 / PIPELINE_RATE_HZ, confidence

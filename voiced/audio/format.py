@@ -25,6 +25,10 @@ class AudioFrame:
     """Little-endian signed 16-bit samples."""
     start_sample: int
     """Index of the first sample, counted from the start of the stream."""
+    captured_at_s: float | None = None
+    """When the first sample reached the microphone's converter, in the sound card's
+    clock (PortAudio stream time, seconds); None where there is no such clock (a
+    file, stdin). The echo canceller matches it against when the speaker played."""
 
     @property
     def num_samples(self) -> int:

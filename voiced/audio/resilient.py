@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -163,7 +164,7 @@ class ResilientSource:
         self._next_sample = start + frame.num_samples
         if frame.start_sample == start:
             return frame
-        return AudioFrame(frame.pcm, start)
+        return dataclasses.replace(frame, start_sample=start)
 
     def _mark_lost(self, reason: str, *, delivered: bool) -> None:
         """The current attempt ended: report an outage once, count failed opens."""

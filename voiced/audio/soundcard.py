@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
@@ -19,6 +20,7 @@ from voiced.audio.format import PIPELINE_RATE_HZ, AudioFrame
 from voiced.audio.framing import FrameSplitter
 from voiced.audio.playback import PlaybackQueue
 from voiced.audio.resample import StreamResampler, resample_pcm
+from voiced.audio.stream_clock import StreamClock
 from voiced.errors import AudioError
 
 _BUSY_FIX = "check the device is plugged in and not held by another program (fuser -v /dev/snd/*)"
@@ -31,6 +33,8 @@ class SoundcardSource:
     ``call_soon_threadsafe``; a full queue drops the block and counts an xrun,
     as does a PortAudio input overflow. A microphone that delivers nothing for
     ``stall_timeout_s`` raises AudioError so the caller's reconnect loop reopens it.
+    Each frame carries when it was captured (``captured_at_s``), from PortAudio's
+    timing, for the echo canceller.
     """
 
     def __init__(
@@ -49,7 +53,7 @@ class SoundcardSource:
         self.block_ms = block_ms
         self.stall_timeout_s = stall_timeout_s
         self._queue_blocks = queue_blocks
-        self._queue: asyncio.Queue[np.ndarray] = asyncio.Queue(maxsize=queue_blocks)
+        self._queue: asyncio.Queue[tuple[np.ndarray, float]] = asyncio.Queue(maxsize=queue_blocks)
         self._queue_overflows = 0
         self._input_overflows = 0
         self._closed = False
@@ -68,10 +72,13 @@ class SoundcardSource:
         channels, rate_hz = await asyncio.to_thread(self._open_at_a_rate, info, loop)
         resampler = StreamResampler(rate_hz, channels)
         splitter = FrameSplitter()
+        clock = StreamClock(rate_hz)
+        device_samples = 0  # at the device's rate, received before this block
         try:
             while not self._closed:
                 try:
-                    block = await asyncio.wait_for(self._queue.get(), self.stall_timeout_s)
+                    block, adc_time_s = await asyncio.wait_for(self._queue.get(),
+                                                               self.stall_timeout_s)  # fmt: skip
                 except TimeoutError:
                     if self._closed:
                         break
@@ -82,14 +89,22 @@ class SoundcardSource:
                     ) from None
                 if self._closed:
                     break
+                start_s = clock.place(adc_time_s, len(block))
+                # The time of the device's sample 0 by this block's placement: frame
+                # times follow from their sample counts (resampled 16 kHz samples
+                # correspond to device samples in proportion; soxr's few samples of
+                # delay are within what the canceller's reference lead allows for).
+                zero_s = None if start_s is None else start_s - device_samples / rate_hz
+                device_samples += len(block)
                 for frame in splitter.push(resampler.process(block)):
+                    if zero_s is not None:
+                        at_s = zero_s + frame.start_sample / PIPELINE_RATE_HZ
+                        frame = dataclasses.replace(frame, captured_at_s=at_s)
                     yield frame
         finally:
             self.close()
 
-    def _open_at_a_rate(
-        self, info: DeviceInfo, loop: asyncio.AbstractEventLoop
-    ) -> tuple[int, int]:
+    def _open_at_a_rate(self, info: DeviceInfo, loop: asyncio.AbstractEventLoop) -> tuple[int, int]:
         """(channels, rate): the configured rate first, else the device's default."""
         rates = list(dict.fromkeys([r for r in (self.sample_rate_hz,) if r]
                                    + [info.default_samplerate_hz]))  # fmt: skip
@@ -111,7 +126,7 @@ class SoundcardSource:
         def callback(indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
             if status.input_overflow:
                 self._input_overflows += 1
-            block = indata.copy()
+            block = (indata.copy(), _reported_s(time_info, "inputBufferAdcTime"))
             with contextlib.suppress(RuntimeError):  # RuntimeError: the loop has closed
                 loop.call_soon_threadsafe(self._on_block, block)
 
@@ -125,7 +140,7 @@ class SoundcardSource:
         )  # fmt: skip
         return channels
 
-    def _on_block(self, block: np.ndarray) -> None:
+    def _on_block(self, block: tuple[np.ndarray, float]) -> None:
         try:
             self._queue.put_nowait(block)
         except asyncio.QueueFull:
@@ -138,7 +153,7 @@ class SoundcardSource:
         if stream is not None:
             _close_stream(stream)
         with contextlib.suppress(asyncio.QueueFull):  # wakes a waiting frames()
-            self._queue.put_nowait(np.zeros((0, 1), dtype=np.float32))
+            self._queue.put_nowait((np.zeros((0, 1), dtype=np.float32), 0.0))
 
 
 class SoundcardSink:
@@ -146,7 +161,10 @@ class SoundcardSink:
 
     The PortAudio callback pulls from a thread-safe :class:`PlaybackQueue`;
     ``clear()`` empties it, so barge-in takes effect at the next callback.
-    ``tick()`` does nothing: the device clock paces playback.
+    ``tick()`` does nothing: the device clock paces playback. Each ``played_taps``
+    callable is given, on PortAudio's thread, what the speaker played and when
+    (``(dac_time_s, samples, rate_hz)``, the samples at the device's rate): the
+    echo canceller's far end. A tap must only copy and return.
     """
 
     def __init__(
@@ -161,6 +179,8 @@ class SoundcardSink:
         self._dropped_samples = 0
         self.underruns = 0
         """PortAudio output underflows."""
+        self.played_taps: list[Callable[[float, np.ndarray, int], None]] = []
+        self._clock = StreamClock(self.rate_hz)
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._waiters_lock = threading.Lock()
         self._stream = self._open(info, block_ms)
@@ -183,6 +203,10 @@ class SoundcardSink:
         outdata[: data.size] = data[:, np.newaxis]
         outdata[data.size :] = 0
         self._played_samples += int(data.size)
+        start_s = self._clock.place(_reported_s(time_info, "outputBufferDacTime"), frames)
+        if data.size and start_s is not None:
+            for tap in self.played_taps:
+                tap(start_s, data, self.rate_hz)
         if data.size and not self._queue.pending_samples:
             self._wake_waiters()
 
@@ -268,6 +292,12 @@ def _start_first(
 def _channel_choices(max_channels: int) -> list[int]:
     """Mono first; some ALSA hw devices only open in stereo."""
     return list(dict.fromkeys((1, min(2, max(1, max_channels)))))
+
+
+def _reported_s(time_info: Any, field: str) -> float:
+    """A time PortAudio gave the callback; 0 (none) where it gave none."""
+    value = getattr(time_info, field, 0.0)
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

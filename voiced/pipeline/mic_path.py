@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from voiced.audio.echo_cancel import (
     CleanFrame,
+    DeviceFarEnd,
     FarEnd,
+    FarEndReader,
     MicCleaner,
     echo_cancel_problem,
     make_processor,
@@ -48,9 +52,13 @@ class EchoChoice:
     """Why, in words (for the log, the status and ``voiced doctor``)."""
 
 
-def choose_canceller(audio: AudioSettings, *, sink_has_timeline: bool) -> EchoChoice:
+def choose_canceller(
+    audio: AudioSettings, *, sink_has_timeline: bool, by_clock: bool = False
+) -> EchoChoice:
     """What ``[audio] echo_cancel`` comes to here. ``on`` that cannot be honoured is a
-    ConfigError; ``auto`` falls back to none and says why."""
+    ConfigError; ``auto`` falls back to none and says why. ``sink_has_timeline``:
+    the output says what it played when, by stream position (a time-aligned file)
+    or, ``by_clock``, by the sound card's clock."""
     mode = audio.echo_cancel
     if mode == "off":
         return EchoChoice(EchoCanceller.NONE, "echo_cancel = off")
@@ -58,13 +66,23 @@ def choose_canceller(audio: AudioSettings, *, sink_has_timeline: bool) -> EchoCh
         return EchoChoice(EchoCanceller.DEVICE, "the microphone cancels its own echo")
     problem = echo_cancel_problem()
     if problem is None and not sink_has_timeline:
-        problem = "the output does not report what it played when (use a .wav, '-' or null)"
+        problem = "the output does not report what it played when"
     if problem is None:
-        return EchoChoice(EchoCanceller.OURS, "WebRTC AEC3 on what the sink played")
+        how = "the sound card's clock" if by_clock else "stream position"
+        return EchoChoice(EchoCanceller.OURS, f"WebRTC AEC3 on what the sink played, by {how}")
     if mode == "on":
         raise ConfigError(f"[audio] echo_cancel = \"on\", but {problem}",
                           fix="set echo_cancel = \"auto\" or \"off\"")  # fmt: skip
     return EchoChoice(EchoCanceller.NONE, f"auto: {problem}")
+
+
+ReferenceStart = Callable[[AudioFrame], "int | None"]
+"""Where the far end is read for a microphone frame (None: this frame has no place
+on the output's timeline, and is heard as the microphone gave it)."""
+
+
+def by_position(frame: AudioFrame) -> int:
+    return frame.start_sample
 
 
 class MicPath:
@@ -72,12 +90,15 @@ class MicPath:
 
     def __init__(
         self, choice: EchoChoice, cleaner: MicCleaner | None,
-        executor: concurrent.futures.Executor,
+        executor: concurrent.futures.Executor, *,
+        reference_start: ReferenceStart = by_position,
     ) -> None:  # fmt: skip
         self.choice = choice
         self.cleaner = cleaner
         self._executor = executor
+        self._reference_start = reference_start
         self._reported_delay_ms: float | None = None
+        self._reported_realignments = 0
 
     @property
     def cancels_echo(self) -> bool:
@@ -91,19 +112,35 @@ class MicPath:
         """The frame as hearing should take it: cleaned once the canceller has
         converged (or when it only suppresses noise), else as the microphone gave it."""
         cleaner = self.cleaner
-        if cleaner is None:
+        reference_at = None if cleaner is None else self._reference_start(frame)
+        if cleaner is None or reference_at is None:
             return frame, None
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._executor, cleaner.clean, frame.pcm,
-                                            frame.start_sample)  # fmt: skip
+                                            reference_at)  # fmt: skip
         self._report_delay()
         if not result.converged:
             return frame, result
-        return AudioFrame(result.pcm, frame.start_sample), result
+        return dataclasses.replace(frame, pcm=result.pcm), result
+
+    @property
+    def delay_ms(self) -> float | None:
+        """The speaker-to-microphone delay our canceller found (None: none yet)."""
+        cleaner = self.cleaner
+        delay = None if cleaner is None else cleaner.delay_ms
+        if cleaner is None or delay is None:
+            return None
+        return delay + cleaner.far_end.lead_ms  # found against a reference read that far back
 
     def _report_delay(self) -> None:
         assert self.cleaner is not None
-        delay = self.cleaner.delay_ms
+        moved = self.cleaner.realignments
+        if moved != self._reported_realignments:
+            self._reported_realignments = moved
+            _LOGGER.info("echo canceller: the echo was out of reach; the far end is now "
+                         "read %.0f ms back (%d moves)", self.cleaner.far_end.lead_ms,
+                         moved)  # fmt: skip
+        delay = self.delay_ms
         last = self._reported_delay_ms
         if delay is not None and (last is None or abs(delay - last) >= DELAY_REPORT_STEP_MS):
             self._reported_delay_ms = delay
@@ -115,12 +152,14 @@ class MicPath:
         out: dict[str, Any] = {"canceller": self.choice.canceller.value,
                                "reason": self.choice.reason}  # fmt: skip
         if self.cleaner is not None:
-            delay = self.cleaner.delay_ms
+            delay = self.delay_ms
             out["noise_suppression"] = self.cleaner.noise_suppression
             if self.cleaner.echo_cancel:
                 out["delay_ms"] = None if delay is None else round(delay, 1)
                 out["residual_db"] = round(self.cleaner.gate.residual_db, 1)
                 out["converged"] = self.cleaner.converged
+                if self.cleaner.realignments:
+                    out["realignments"] = self.cleaner.realignments
         return out
 
 
@@ -142,16 +181,36 @@ def counts_as_speech(
 def build_mic_path(
     audio: AudioSettings, sink: object, executor: concurrent.futures.Executor
 ) -> MicPath:
-    """The microphone path for these settings, listening to ``sink``'s playback."""
+    """The microphone path for these settings, listening to ``sink``'s playback: a
+    time-aligned sink's ``taps`` (stream positions) or a sound card's
+    ``played_taps`` (its clock, matched with the frames' ``captured_at_s``)."""
     taps = getattr(sink, "taps", None)
-    choice = choose_canceller(audio, sink_has_timeline=isinstance(taps, list))
+    played_taps = getattr(sink, "played_taps", None)
+    by_clock = not isinstance(taps, list) and isinstance(played_taps, list)
+    choice = choose_canceller(audio, sink_has_timeline=isinstance(taps, list) or by_clock,
+                              by_clock=by_clock)  # fmt: skip
     ours = choice.canceller is EchoCanceller.OURS
     if not ours and not audio.noise_suppression:
         return MicPath(choice, None, executor)
-    far_end = FarEnd()
-    if ours and isinstance(taps, list):
-        taps.append(far_end.played)
-    processor = make_processor(echo_cancel=ours, noise_suppression=audio.noise_suppression)
-    cleaner = MicCleaner(processor, far_end, echo_cancel=ours,
-                         noise_suppression=audio.noise_suppression)  # fmt: skip
-    return MicPath(choice, cleaner, executor)
+    far_end: FarEndReader
+    reference_start: ReferenceStart = by_position
+    if ours and by_clock:
+        device = DeviceFarEnd()
+        played_taps.append(device.played)  # type: ignore[union-attr]
+        far_end = device
+
+        def reference_start(frame: AudioFrame) -> int | None:
+            at_s = frame.captured_at_s
+            return None if at_s is None else device.reference_start(at_s)
+    else:
+        positions = FarEnd()
+        if ours and isinstance(taps, list):
+            taps.append(positions.played)
+        far_end = positions
+    def remake() -> Any:
+        return make_processor(echo_cancel=ours, noise_suppression=audio.noise_suppression)
+
+    cleaner = MicCleaner(remake(), far_end, echo_cancel=ours,
+                         noise_suppression=audio.noise_suppression,
+                         remake=remake if ours and by_clock else None)  # fmt: skip
+    return MicPath(choice, cleaner, executor, reference_start=reference_start)

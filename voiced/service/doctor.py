@@ -457,23 +457,30 @@ def check_echo_cancel(settings: Settings) -> Finding:
     from voiced.pipeline.mic_path import EchoCanceller, choose_canceller
 
     audio = settings.audio
-    sink_has_timeline = not is_device_spec(audio.output)
+    # A file output is time-aligned with the input; a sound card's output is matched
+    # with a sound card's input by their clock (a file's frames carry no time).
+    speaker = is_device_spec(audio.output)
+    sink_has_timeline = not speaker or is_device_spec(audio.input)
     try:
-        choice = choose_canceller(audio, sink_has_timeline=sink_has_timeline)
+        choice = choose_canceller(audio, sink_has_timeline=sink_has_timeline, by_clock=speaker)
     except VoicedError as err:
         return _fail("echo cancel", err.message, err.fix)
     source = (audio.input or "default").lower()
     looks_cancelled = any(word in source for word in ECHO_CANCELLING_INPUTS)
     if choice.canceller is EchoCanceller.DEVICE:
         return _ok("echo cancel", f"the microphone's own ({audio.input or 'default'})")
-    if choice.canceller is EchoCanceller.OURS:
-        suppress = ", noise suppressor on" if audio.noise_suppression else ""
-        return _ok("echo cancel", f"voiced's (WebRTC AEC3){suppress}")
     if looks_cancelled:
+        # Ours on an already cancelled input finds no echo path, so it never trusts
+        # speech over a reply; none ignores speech over a reply.
+        ours = "voiced's too" if choice.canceller is EchoCanceller.OURS else "none"
         return _warn(
-            "echo cancel", f"none, but the input {audio.input!r} looks echo-cancelled",
+            "echo cancel", f"{ours}, but the input {audio.input!r} looks echo-cancelled",
             "set [audio] echo_cancel = \"device\" so speech can interrupt a reply",
         )  # fmt: skip
+    if choice.canceller is EchoCanceller.OURS:
+        suppress = ", noise suppressor on" if audio.noise_suppression else ""
+        how = "by the sound card's clock" if speaker else "by stream position"
+        return _ok("echo cancel", f"voiced's (WebRTC AEC3, {how}){suppress}")
     barge = " (listen.barge_in_on_speech will hear the replies)" if (
         settings.listen.barge_in_on_speech) else ""  # fmt: skip
     return _warn(
