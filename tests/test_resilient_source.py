@@ -62,7 +62,8 @@ class FakeSource:
         n = 0
         while self.count is None or n < self.count:
             await asyncio.sleep(0)
-            yield AudioFrame(bytes([n % 256]) * (FRAME_SAMPLES * 2), n * FRAME_SAMPLES)
+            yield AudioFrame(bytes([n % 256]) * (FRAME_SAMPLES * 2), n * FRAME_SAMPLES,
+                             captured_at_s=100.0 + n * 0.01)  # fmt: skip
             n += 1
         if self.error is not None:
             raise self.error
@@ -134,6 +135,9 @@ def test_reconnects_after_a_source_dies_mid_stream(error: BaseException) -> None
     frames = run(take(source, 6))
     assert starts(frames) == [n * FRAME_SAMPLES for n in range(6)], "contiguous, no time passed"
     assert [f.pcm[0] for f in frames] == [0, 1, 2, 0, 1, 2], "the new source's audio"
+    assert [f.captured_at_s for f in frames[3:]] == [100.0, 100.01, 100.02], (
+        "renumbered frames keep the sound card's capture time, for the echo canceller"
+    )
     assert source.reconnects == 1 and not source.lost
     assert len(log) == 2 and log[0].startswith("lost: ") and log[1] == "restored"
     assert ("no audio" in log[0]) if isinstance(error, AudioError) else ("No such device" in log[0])
