@@ -21,9 +21,11 @@
 # (cortex-a76). It says nothing about speed: emulation is 10-40x slower than the
 # board.
 #
-# Usage (root): scripts/arm64-check.sh [--cpu cortex-a72|cortex-a76] [--fresh] [--dry-run]
+# Usage (root): scripts/arm64-check.sh [--cpu cortex-a72|cortex-a76] [--fresh] [--qa] [--dry-run]
 #   --cpu      the emulated CPU (default $VOICED_ARM64_CPU, else cortex-a72)
 #   --fresh    remove the root's venv, models and caches first (not the base system)
+#   --qa       then `voiced bench --qa` (the 62 questions, each alone) in the root,
+#              to compare ARM's int8 answers with x86-64's (about 35 minutes more)
 #   --dry-run  check the host and print the plan; change nothing
 # Environment: VOICED_ARM64_CACHE  where the root is kept (default .cache/arm64 in
 #                                  the checkout; about 3 GB with the models)
@@ -61,12 +63,14 @@ TEST_DEPS=("pytest>=8" "pytest-timeout>=2.3" "jiwer>=3.0")
 
 DRY_RUN=0
 FRESH=0
+QA=0
 usage() { sed -n '/^# Usage/,/^# Cost/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 while (($#)); do
   case "$1" in
     --cpu) [ $# -ge 2 ] || { echo "--cpu needs a value" >&2; exit 2; }; CPU="$2"; shift 2 ;;
     --cpu=*) CPU="${1#--cpu=}"; shift ;;
     --fresh) FRESH=1; shift ;;
+    --qa) QA=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
@@ -98,6 +102,7 @@ if ((${#problems[@]})); then
 fi
 
 STEPS=(root checkout install wheels prepare verify ask demo tests)
+((QA)) && STEPS+=(qa)
 if ((DRY_RUN)); then
   say "dry run: nothing is changed"
   say "root:  $ROOT ($([ -e "$ROOT/.voiced-root" ] && echo cached || echo "to be made with debootstrap from $MIRROR"))"
@@ -292,6 +297,17 @@ in_root "cd $SRC && $VENV/bin/python -m pip install -q $(printf "'%s' " "${TEST_
   $VENV/bin/python -m pytest -q -p no:cacheprovider --durations=5 ${TESTS[*]}" \
   || fail "tests failed in the arm64 root (output above)"
 end
+
+if ((QA)); then
+  # The same settings as on x86-64 (`voiced bench --qa --profile none`): the default
+  # tier, int8, so only the kernels differ. The report lands in the cache, by CPU.
+  begin qa "voiced bench --qa --profile none (the 62 questions, each alone)"
+  in_root "cd $SRC && $VENV/bin/voiced bench --qa --profile none --json /root/qa-$CPU.json" \
+    || fail "the answer-quality benchmark failed in the arm64 root (output above)"
+  cp "$ROOT/root/qa-$CPU.json" "$CACHE/qa-$CPU.json"
+  say "answer quality on $CPU: $CACHE/qa-$CPU.json"
+  end
+fi
 
 summary
 say "all checks passed on aarch64 ($CPU) in $(($(date +%s) - check_start_s)) s"

@@ -36,7 +36,7 @@ def test_shellcheck_finds_nothing() -> None:
 def test_help_names_the_options_and_the_cache_variable() -> None:
     result = _run("--help")
     assert result.returncode == 0, result.stderr
-    for word in ("--cpu", "--fresh", "--dry-run", "VOICED_ARM64_CACHE"):
+    for word in ("--cpu", "--fresh", "--qa", "--dry-run", "VOICED_ARM64_CACHE"):
         assert word in result.stdout, word
 
 
