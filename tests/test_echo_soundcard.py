@@ -67,7 +67,8 @@ def test_a_reply_played_on_the_sound_card_is_taken_out_of_the_microphone(
     raw_after = cleaned_after = 0.0
     stamped = frames = 0
     with concurrent.futures.ThreadPoolExecutor(1) as executor:
-        path = build_mic_path(AudioSettings(echo_cancel="auto"), sink, executor)
+        path = build_mic_path(AudioSettings(echo_cancel="auto"), sink, executor,
+                              microphone=pulse_room.DEVICE)  # fmt: skip
         assert path.choice.canceller is EchoCanceller.OURS, path.choice.reason
         assert "sound card's clock" in path.choice.reason
 
@@ -139,7 +140,8 @@ def test_the_daemon_on_a_sound_card_is_not_cut_by_its_echo_and_hears_the_user_ov
     bus = EventBus()
     events: list[Event] = []
     bus.add_listener(events.append)
-    assistant = Assistant(settings, engines, sink, bus, wake_mode=True)
+    assistant = Assistant(settings, engines, sink, bus, wake_mode=True,
+                          microphone=pulse_room.DEVICE)  # fmt: skip
     turns: list[TurnRecord] = []
     assistant.on_turn_done.append(turns.append)
     speakers: list[subprocess.Popen[bytes]] = []

@@ -225,6 +225,32 @@ def test_echo_cancel_modes_resolve_or_say_why() -> None:
     assert off.canceller is EchoCanceller.NONE
 
 
+class _CardSink:
+    """Stands in for a sound-card sink: all the mic path looks at is its taps."""
+
+    def __init__(self) -> None:
+        self.played_taps: list[object] = []
+
+
+def test_a_sound_card_speaker_is_cancelled_only_with_a_sound_card_microphone() -> None:
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        card = _CardSink()
+        path = build_mic_path(AudioSettings(), card, executor, microphone="hw:CARD=USB,DEV=0")
+        assert path.choice.canceller is EchoCanceller.OURS and len(card.played_taps) == 1
+        assert "sound card's clock" in path.choice.reason
+        heard_from_file = _CardSink()
+        path = build_mic_path(AudioSettings(), heard_from_file, executor, microphone=None)
+        assert path.choice.canceller is EchoCanceller.NONE and heard_from_file.played_taps == []
+        assert "a file or stdin is heard" in path.choice.reason
+        with pytest.raises(ConfigError, match="a file or stdin is heard"):
+            build_mic_path(AudioSettings(echo_cancel="on"), _CardSink(), executor)
+        named = build_mic_path(AudioSettings(), _CardSink(), executor,
+                               microphone="echo-cancel-source")  # fmt: skip
+        assert named.choice.canceller is EchoCanceller.DEVICE and named.cancels_echo
+
+
 def test_the_mic_path_taps_the_sink_only_when_it_cancels() -> None:
     import concurrent.futures
 
@@ -253,9 +279,11 @@ def test_doctor_says_who_cancels_the_echo() -> None:
     assert finding(output="out.wav") == ("ok", "voiced's (WebRTC AEC3, by stream position)")
     assert finding() == ("ok", "voiced's (WebRTC AEC3, by the sound card's clock)")
     assert finding(echo_cancel="device", input="hw:CARD=ArrayUAC10")[0] == "ok"
-    for mode in ("auto", "off"):
+    assert finding(input="echo-cancel-source") == (
+        "ok", "the microphone's own (echo-cancel-source)"), "auto takes its name's word"
+    for mode, who in (("off", "none"), ("on", "voiced's too")):
         status, detail = finding(echo_cancel=mode, input="echo-cancel-source")
-        assert status == "warn" and "looks echo-cancelled" in detail
+        assert status == "warn" and detail.startswith(who) and "looks echo-cancelled" in detail
     status, detail = finding(input="in.wav")  # a file heard, a speaker played: no clock
     assert status == "warn" and detail.startswith("none")
     assert finding(echo_cancel="on", input="in.wav")[0] == "fail"

@@ -89,9 +89,10 @@ async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int
     sink = open_sink(options.output, realtime)
     room = _simulated_room(options, sink)
     trace = TraceWriter(options.trace) if options.trace else None
+    microphone = (options.input or "default") if is_device_spec(options.input) else None
     assistant = Assistant(settings, engines, sink, EventBus(), wake_mode=options.wake_mode,
-                          trace=trace, extra_intents=handlers,
-                          state_dir=_state_dir(), house=house)  # fmt: skip
+                          trace=trace, extra_intents=handlers, state_dir=_state_dir(),
+                          house=house, microphone=microphone)  # fmt: skip
     mic.assistant = assistant
     plane: ControlPlane | None = None
     wyoming: WyomingServer | None = None

@@ -50,8 +50,8 @@ DELAY_EVERY_FRAMES = 100
 LEARN_FRAMES = 400
 """AEC3 takes about 4 s of playback to converge (34 dB of echo gone)."""
 REFERENCE_LEAD_MS = 30
-"""With a sound card, the far end is read this far ahead of the microphone frame's
-capture time. The two times are good to a millisecond or two and the resamplers
+"""With a sound card, the far end is read from this much before the microphone
+frame's capture time. The two times are good to a millisecond or two and the resamplers
 add a few; a reference that comes after its echo cannot be cancelled at all,
 while one early by tens of milliseconds is only more delay for AEC3 to find."""
 REALIGN_WITHIN_MS = (5.0, 200.0)
@@ -59,6 +59,8 @@ REALIGN_WITHIN_MS = (5.0, 200.0)
 cancel an echo that comes before its reference, and finds long delays slowly)..."""
 REALIGN_TO_MS = 40.0
 """...so that the echo comes this long after it."""
+REALIGN_AGREE_MS = 3.0
+"""Two estimates in a row this close, both out of reach, move the far end."""
 EARLY_ECHO_MS = 300
 """How far before its reference an echo is looked for (a sound card's far end)."""
 CONTIGUOUS_S = 0.005
@@ -100,11 +102,12 @@ class FarEndReader(Protocol):
 
     @property
     def lead_ms(self) -> float:
-        """How far ahead of the microphone frame it is read (taken off the delay found)."""
+        """How much before the microphone frame's time it is read (the delay found is
+        against a reference read that far back)."""
         ...
 
     def move_by_ms(self, more_lead_ms: float) -> bool:
-        """Read it further ahead (negative: less); False where it cannot move."""
+        """Read it from further back (negative: less far); False where it cannot move."""
         ...
 
 
@@ -120,6 +123,15 @@ class FarEnd:
         self._end = 0
         """Stream position one past the last sample written."""
         self._lock = threading.Lock()
+
+    @property
+    def size_samples(self) -> int:
+        return self._size
+
+    @property
+    def end_sample(self) -> int:
+        """One past the last position written."""
+        return self._end
 
     def played(self, position_sample: int, samples: np.ndarray) -> None:
         with self._lock:
@@ -166,8 +178,9 @@ class DeviceFarEnd:
     """
 
     LEAD_RANGE_MS = (-200.0, 1000.0)
-    """Read ahead of the frame's time by at most this: the sink's callback runs
-    ahead of its converter by its latency, so what is about to play is there too."""
+    """From 200 ms after the frame's time (the sink's callback runs ahead of its
+    converter by its latency, so what is about to play is there already) to 1 s
+    before it."""
 
     def __init__(self, keep_s: float = FAR_END_KEEP_S,
                  lead_ms: int = REFERENCE_LEAD_MS) -> None:  # fmt: skip
@@ -183,6 +196,8 @@ class DeviceFarEnd:
         samples of the clock)."""
         self._run_out = 0
         """16 kHz samples of the run so far."""
+        self._ahead_samples = 0
+        """How far past the last read the far end already held (the sink's lead)."""
 
     def played(self, dac_time_s: float, samples: np.ndarray, rate_hz: int) -> None:
         """The sink's tap (PortAudio's thread): copy and return."""
@@ -194,10 +209,14 @@ class DeviceFarEnd:
 
     def move_by_ms(self, more_lead_ms: float) -> bool:
         """The clock's reports put the echo out of the canceller's reach: read the
-        far end that much further ahead (negative: later), within LEAD_RANGE_MS.
+        far end from that much further back (negative: less), within LEAD_RANGE_MS.
         Through PulseAudio's monitor the echo came 40 to 70 ms before the time the
         output reported for it; on a board it comes after, by the room's delay."""
         low, high = self.LEAD_RANGE_MS
+        # Not from later than what has been handed over yet (less a frame's margin):
+        # silence there would leave the canceller nothing to cancel with.
+        low = max(low, self.lead_ms - (self._ahead_samples - FRAME_SAMPLES) * 1000.0
+                  / PIPELINE_RATE_HZ)  # fmt: skip
         lead_ms = min(max(self.lead_ms + more_lead_ms, low), high)
         lead = round(lead_ms * PIPELINE_RATE_HZ / 1000)
         moved = lead != self._lead_samples
@@ -210,6 +229,7 @@ class DeviceFarEnd:
 
     def read(self, start_sample: int, num_samples: int) -> np.ndarray:
         self._bring_in()
+        self._ahead_samples = self._far.end_sample - (start_sample + num_samples)
         return self._far.read(start_sample, num_samples)
 
     def _bring_in(self) -> None:
@@ -218,16 +238,23 @@ class DeviceFarEnd:
             end_s = self._block_end_s
             if (self._resampler is None or rate_hz != self._rate_hz or end_s is None
                     or abs(dac_time_s - end_s) > CONTIGUOUS_S):  # fmt: skip
-                # A new run (a reply's start, an underrun): placed by its own time.
+                # A new run (a reply's start, an underrun): placed by its own time,
+                # after what the last run's resampler still held (its last 30 ms).
+                self._add(self._resampler.flush() if self._resampler is not None else b"")
                 self._resampler = StreamResampler(rate_hz, 1)
                 self._rate_hz = rate_hz
                 self._run_out = 0
                 self._run_index = round(dac_time_s * PIPELINE_RATE_HZ)
+                if self._run_index < self._far.end_sample - self._far.size_samples:
+                    self._far = FarEnd(self._far.size_samples / PIPELINE_RATE_HZ)  # clock set back
             self._block_end_s = dac_time_s + samples.size / rate_hz
-            pcm = np.frombuffer(self._resampler.process(samples), dtype="<i2")
-            if pcm.size:
-                self._far.played(self._run_index + self._run_out, pcm)
-                self._run_out += int(pcm.size)
+            self._add(self._resampler.process(samples))
+
+    def _add(self, pcm_bytes: bytes) -> None:
+        pcm = np.frombuffer(pcm_bytes, dtype="<i2")
+        if pcm.size:
+            self._far.played(self._run_index + self._run_out, pcm)
+            self._run_out += int(pcm.size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +354,8 @@ class MicCleaner:
         self._remake = remake
         self.realignments = 0
         """Times the far end was moved to put the echo within reach."""
+        self._out_of_reach_ms: float | None = None
+        """The last delay estimate, when it was out of AEC3's reach."""
         self.far_end = far_end
         self.echo_cancel = echo_cancel
         self.noise_suppression = noise_suppression
@@ -395,16 +424,25 @@ class MicCleaner:
             if found is not None:
                 self.delay_ms, self.delay_confidence = found
                 self._realign_if_out_of_reach(found[0])
+            else:
+                self._out_of_reach_ms = None
 
     def _realign_if_out_of_reach(self, delay_ms: float) -> None:
         low, high = REALIGN_WITHIN_MS
+        last, self._out_of_reach_ms = self._out_of_reach_ms, None
         if self._remake is None or low <= delay_ms <= high:
+            return
+        if last is None or abs(delay_ms - last) > REALIGN_AGREE_MS:
+            # One estimate may be double talk or a spurious peak: wait for a second
+            # one, a second later, that agrees, before throwing 4 s of learning away.
+            self._out_of_reach_ms = delay_ms
             return
         # The echo follows the reference read by (delay + lead) in all: read it so
         # that it follows by REALIGN_TO_MS.
         if not self.far_end.move_by_ms(delay_ms - REALIGN_TO_MS):
             return
         self._processor = self._remake()
+        self.gate = ResidualGate()
         self._mic_history.clear()
         self._far_history.clear()
         self.delay_ms = None

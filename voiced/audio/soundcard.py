@@ -74,6 +74,7 @@ class SoundcardSource:
         splitter = FrameSplitter()
         clock = StreamClock(rate_hz)
         device_samples = 0  # at the device's rate, received before this block
+        lost_before = self.xruns
         try:
             while not self._closed:
                 try:
@@ -89,6 +90,10 @@ class SoundcardSource:
                     ) from None
                 if self._closed:
                     break
+                lost = self.xruns
+                if lost != lost_before:  # blocks were lost: the count no longer holds
+                    clock.reset()
+                    lost_before = lost
                 start_s = clock.place(adc_time_s, len(block))
                 # The time of the device's sample 0 by this block's placement: frame
                 # times follow from their sample counts (resampled 16 kHz samples
@@ -203,10 +208,15 @@ class SoundcardSink:
         outdata[: data.size] = data[:, np.newaxis]
         outdata[data.size :] = 0
         self._played_samples += int(data.size)
+        if status.output_underflow:
+            self._clock.reset()  # the converter ran dry: the count no longer holds
         start_s = self._clock.place(_reported_s(time_info, "outputBufferDacTime"), frames)
         if data.size and start_s is not None:
+            # The whole block, the silence after a reply's last sample too: the next
+            # block follows on from it exactly, and the reply's tail is in the far end.
+            played = outdata[:, 0]
             for tap in self.played_taps:
-                tap(start_s, data, self.rate_hz)
+                tap(start_s, played, self.rate_hz)
         if data.size and not self._queue.pending_samples:
             self._wake_waiters()
 
@@ -266,6 +276,7 @@ class SoundcardSink:
             _close_stream(stream)
         self._dropped_samples += self._queue.clear()
         self._wake_waiters()
+        self._clock = StreamClock(self.rate_hz)
         info = find_device(self._device, "output")
         self.device_name = info.name
         self._stream = self._open(info, self._block_ms)

@@ -8,13 +8,13 @@ be matched, which is what the echo canceller needs.
 
 The reports are used only to place a stream on that clock, at its start and
 after a break; in between, a block's time is where the last one ended, by the
-count of samples. The counts are what the echo follows: through PulseAudio the
-microphone's reports drifted from its sample count by 1000 ppm (1 ms a second)
-while the echo stayed exactly on the count, and following the reports moved the
-echo canceller's reference off the echo by 7 ms in 5 s, which AEC3 could not
-follow (measured, tests/test_echo_soundcard.py). A report further than
-``BREAK_S`` from the count is a break (an xrun, dropped blocks, the clock set):
-the stream is placed afresh there.
+count of samples. The counts are what the echo follows: in the first seconds of a
+stream through PulseAudio the microphone's reports drifted from its sample count
+by up to 1 ms a second while the echo stayed exactly on the count, and following
+the reports moved the echo canceller's reference off the echo by 7 ms in 5 s,
+which AEC3 could not follow. Lost samples (an xrun, a dropped block: the caller
+says so with ``reset``) and a report further than ``BREAK_S`` from the count (the
+clock set) are breaks: the stream is placed afresh there.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ class StreamClock:
         """Where the last placed block ended (None: nothing placed, or a break)."""
         self.breaks = 0
         """Blocks placed afresh from their report (the first counts)."""
+
+    def reset(self) -> None:
+        """Samples were lost (an xrun, a dropped block): place the next block afresh."""
+        self._next_s = None
 
     def place(self, reported_s: float, num_samples: int) -> float | None:
         """The start time to use for a block PortAudio reported at ``reported_s``;

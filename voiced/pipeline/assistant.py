@@ -68,11 +68,13 @@ class Assistant:
         extra_intents: list[IntentHandler] | None = None, listener: Ears | None = None,
         executors: Mapping[str, concurrent.futures.Executor] | None = None,
         clock: Callable[[], float] = time.monotonic, state_dir: Path | None = None,
-        house: HouseArbiter | None = None,
+        house: HouseArbiter | None = None, microphone: str | None = None,
     ) -> None:  # fmt: skip
         """``listener``, ``executors`` (listen/asr/slm/tts) and ``clock`` are seams for
         tests; ``state_dir`` keeps the timers across restarts; ``house`` agrees with
-        the other devices which one answers a wake word (voiced.house)."""
+        the other devices which one answers a wake word (voiced.house);
+        ``microphone`` names the input when it is a sound card (its frames carry
+        capture times, so a sound card's echo can be cancelled; None: a file)."""
         if engines.asr is None or engines.tts is None:
             raise VoicedError("the assistant needs the ASR and TTS engines")
         self.settings = settings
@@ -95,7 +97,8 @@ class Assistant:
             LoudnessMeter() if house is not None else None,
         )  # fmt: skip
         self.hearing = Hearing(ears, self.workers.listen)
-        self.mic_path = build_mic_path(settings.audio, sink, self.workers.listen)
+        self.mic_path = build_mic_path(settings.audio, sink, self.workers.listen,
+                                       microphone=microphone)  # fmt: skip
         self._over_reply = SpeechOverReply(listen.barge_in_min_speech_ms)
         self.clock = StreamClock(clock)
         self._errors_log = RateLimitedLog(_LOGGER)

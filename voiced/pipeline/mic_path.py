@@ -33,6 +33,8 @@ from voiced.errors import ConfigError
 from voiced.settings import AudioSettings
 
 _LOGGER = logging.getLogger(__name__)
+ECHO_CANCELLING_INPUTS = ("echo-cancel", "echo_cancel", "aec", "respeaker")
+"""Input names that say the device (or PipeWire's module) cancels the echo itself."""
 DELAY_REPORT_STEP_MS = 20.0
 """Log the estimated delay when it first appears and when it moves this much."""
 
@@ -52,21 +54,36 @@ class EchoChoice:
     """Why, in words (for the log, the status and ``voiced doctor``)."""
 
 
+def looks_echo_cancelled(microphone: str | None) -> bool:
+    """The input's name says it cancels its own echo (PipeWire's echo-cancel source,
+    a ReSpeaker USB array, a device named for AEC)."""
+    name = (microphone or "").lower()
+    return any(word in name for word in ECHO_CANCELLING_INPUTS)
+
+
 def choose_canceller(
-    audio: AudioSettings, *, sink_has_timeline: bool, by_clock: bool = False
-) -> EchoChoice:
+    audio: AudioSettings, *, sink_has_timeline: bool, by_clock: bool = False,
+    microphone: str | None = None,
+) -> EchoChoice:  # fmt: skip
     """What ``[audio] echo_cancel`` comes to here. ``on`` that cannot be honoured is a
     ConfigError; ``auto`` falls back to none and says why. ``sink_has_timeline``:
     the output says what it played when, by stream position (a time-aligned file)
-    or, ``by_clock``, by the sound card's clock."""
+    or, ``by_clock``, by the sound card's clock, matched with the microphone's.
+    ``microphone``: the input's name, when it is a sound card."""
     mode = audio.echo_cancel
     if mode == "off":
         return EchoChoice(EchoCanceller.NONE, "echo_cancel = off")
     if mode == "device":
         return EchoChoice(EchoCanceller.DEVICE, "the microphone cancels its own echo")
+    if mode == "auto" and looks_echo_cancelled(microphone):
+        # Ours on an already cancelled input would find no echo path, and so never
+        # trust speech over a reply.
+        reason = f"auto: the input {microphone!r} is named as cancelling its echo"
+        return EchoChoice(EchoCanceller.DEVICE, reason)
     problem = echo_cancel_problem()
     if problem is None and not sink_has_timeline:
-        problem = "the output does not report what it played when"
+        problem = ("a sound card plays but a file or stdin is heard: no capture times to "
+                   "match what played with")  # fmt: skip
     if problem is None:
         how = "the sound card's clock" if by_clock else "stream position"
         return EchoChoice(EchoCanceller.OURS, f"WebRTC AEC3 on what the sink played, by {how}")
@@ -179,16 +196,19 @@ def counts_as_speech(
 
 
 def build_mic_path(
-    audio: AudioSettings, sink: object, executor: concurrent.futures.Executor
-) -> MicPath:
+    audio: AudioSettings, sink: object, executor: concurrent.futures.Executor, *,
+    microphone: str | None = None,
+) -> MicPath:  # fmt: skip
     """The microphone path for these settings, listening to ``sink``'s playback: a
     time-aligned sink's ``taps`` (stream positions) or a sound card's
-    ``played_taps`` (its clock, matched with the frames' ``captured_at_s``)."""
+    ``played_taps`` (its clock, matched with the frames' ``captured_at_s``, which
+    only a sound-card ``microphone`` gives: its name, None for a file or stdin)."""
     taps = getattr(sink, "taps", None)
     played_taps = getattr(sink, "played_taps", None)
-    by_clock = not isinstance(taps, list) and isinstance(played_taps, list)
+    card_played = not isinstance(taps, list) and isinstance(played_taps, list)
+    by_clock = card_played and microphone is not None
     choice = choose_canceller(audio, sink_has_timeline=isinstance(taps, list) or by_clock,
-                              by_clock=by_clock)  # fmt: skip
+                              by_clock=by_clock, microphone=microphone)  # fmt: skip
     ours = choice.canceller is EchoCanceller.OURS
     if not ours and not audio.noise_suppression:
         return MicPath(choice, None, executor)

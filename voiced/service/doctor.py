@@ -447,29 +447,25 @@ def check_audio_devices(settings: Settings) -> list[Finding]:
     return findings
 
 
-ECHO_CANCELLING_INPUTS = ("echo-cancel", "echo_cancel", "aec", "respeaker")
-"""Input names that say the device (or PipeWire's module) cancels the echo itself."""
-
-
 def check_echo_cancel(settings: Settings) -> Finding:
     """Who cancels the speaker's echo: ours, the microphone's own, or nobody."""
     from voiced.audio.devices import is_device_spec
-    from voiced.pipeline.mic_path import EchoCanceller, choose_canceller
+    from voiced.pipeline.mic_path import EchoCanceller, choose_canceller, looks_echo_cancelled
 
     audio = settings.audio
     # A file output is time-aligned with the input; a sound card's output is matched
     # with a sound card's input by their clock (a file's frames carry no time).
     speaker = is_device_spec(audio.output)
-    sink_has_timeline = not speaker or is_device_spec(audio.input)
+    microphone = (audio.input or "default") if is_device_spec(audio.input) else None
+    sink_has_timeline = not speaker or microphone is not None
     try:
-        choice = choose_canceller(audio, sink_has_timeline=sink_has_timeline, by_clock=speaker)
+        choice = choose_canceller(audio, sink_has_timeline=sink_has_timeline,
+                                  by_clock=speaker, microphone=microphone)  # fmt: skip
     except VoicedError as err:
         return _fail("echo cancel", err.message, err.fix)
-    source = (audio.input or "default").lower()
-    looks_cancelled = any(word in source for word in ECHO_CANCELLING_INPUTS)
     if choice.canceller is EchoCanceller.DEVICE:
         return _ok("echo cancel", f"the microphone's own ({audio.input or 'default'})")
-    if looks_cancelled:
+    if looks_echo_cancelled(audio.input):
         # Ours on an already cancelled input finds no echo path, so it never trusts
         # speech over a reply; none ignores speech over a reply.
         ours = "voiced's too" if choice.canceller is EchoCanceller.OURS else "none"
