@@ -55,3 +55,16 @@ def test_bad_corpus_is_a_clear_error(manifest: str, models_dir: Path, tmp_path: 
     result = bench("--corpus", str(tmp_path), "--no-process", models_dir=models_dir)
     assert result.returncode == 2
     assert "error[usage]" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_without_jiwer_the_bench_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """jiwer is the bench extra's, not voiced's: a plain install gets a clear error."""
+    from voiced.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "jiwer", None)  # import jiwer raises ImportError
+    code = main(["bench", "--room", "kitchen", "--models-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "jiwer" in err and "voiced[bench]" in err and "Traceback" not in err

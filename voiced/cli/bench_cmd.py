@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from voiced.cli.common import add_settings_options, settings_and_models_dir
-from voiced.errors import UsageError
+from voiced.errors import UsageError, VoicedError
 
 
 def register(commands: Any) -> None:
@@ -55,8 +55,18 @@ def register(commands: Any) -> None:
     bench.set_defaults(func=cmd_bench)
 
 
+def _require_the_bench_extra() -> None:
+    """The benchmarks score what Whisper heard with jiwer, an optional dependency."""
+    try:
+        import jiwer  # noqa: F401
+    except ImportError:
+        raise VoicedError(
+            "voiced bench scores speech recognition with jiwer, which is not installed",
+            fix="pip install 'voiced[bench]' (or pip install 'jiwer>=3.0') into voiced's venv",
+        ) from None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    from voiced.bench.run import BenchOptions, run_bench
 
     if args.limit is not None and not 1 <= args.limit <= 10_000:
         raise UsageError("--limit must be between 1 and 10000")
@@ -73,6 +83,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not 1 <= args.replies <= 1000:
         raise UsageError("--replies must be between 1 and 1000")
     rooms = _rooms(args.room) if args.room is not None else None
+    _require_the_bench_extra()
     settings, models_dir = settings_and_models_dir(args)
     if rooms is not None:
         from voiced.bench.echo import run_room_bench
@@ -90,6 +101,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         run_wake_bench_cli(settings, models_dir, args.wake_cache, args.json, args.wake_room)
         return 0
+    from voiced.bench.run import BenchOptions, run_bench
+
     run_bench(BenchOptions(
         settings=settings, models_dir=models_dir, config=args.config, corpus=args.corpus,
         limit=args.limit, baseline=not args.no_baseline, process=not args.no_process,
