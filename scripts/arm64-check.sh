@@ -248,7 +248,7 @@ print('  machine', platform.machine(), '; cpu features:', ' '.join(n for b, n in
 for dist, module in [('numpy', 'numpy'), ('onnxruntime', 'onnxruntime'), ('ctranslate2', 'ctranslate2'),
                      ('tokenizers', 'tokenizers'), ('soxr', 'soxr'), ('webrtcvad-wheels', 'webrtcvad'),
                      ('pymicro-wakeword', 'pymicro_wakeword'), ('pyopen-wakeword', 'pyopen_wakeword'),
-                     ('av', 'av'), ('piper-tts', 'piper')]:
+                     ('av', 'av'), ('piper-tts', 'piper'), ('pywebrtc-audio', 'pywebrtc_audio')]:
     importlib.import_module(module)
     print(f'  {dist:18} {md.version(dist):10} imports')
 # The newest glibc any installed wheel asks for: JetPack 6 (Jetson Orin) has 2.35.
