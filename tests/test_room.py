@@ -326,26 +326,3 @@ def test_what_counts_as_the_users_speech_before_and_after_convergence() -> None:
     assert counts_as_speech(True, user, over_reply=True)
     assert not counts_as_speech(False, user, over_reply=True)
     assert counts_as_speech(True, None, over_reply=True), "no canceller: as before"
-
-
-def test_clear_speech_over_a_reply_stops_it_sooner_than_speech_near_the_residual() -> None:
-    from voiced.audio.echo_cancel import CleanFrame
-    from voiced.pipeline.barge_in import SpeechOverReply
-    from voiced.pipeline.mic_path import CLEAR_SPEECH_WEIGHT, speech_weight
-
-    clear = CleanFrame(SILENT_FRAME, 70.0, True, True, converged=True, far_above_residual=True)
-    near = CleanFrame(SILENT_FRAME, 60.0, True, True, converged=True, far_above_residual=False)
-    learning = CleanFrame(SILENT_FRAME, 70.0, True, True, converged=False,
-                          far_above_residual=True)  # fmt: skip
-    assert speech_weight(clear) == CLEAR_SPEECH_WEIGHT
-    assert speech_weight(near) == speech_weight(learning) == speech_weight(None) == 1.0
-
-    def frames_to_stop(weight: float) -> int:
-        debounce = SpeechOverReply(150)
-        for n in range(1, 100):
-            if debounce.hear(AudioFrame(SILENT_FRAME, n * FRAME_SAMPLES), True, weight):
-                return n
-        raise AssertionError("never stopped")
-
-    assert frames_to_stop(1.0) == 15
-    assert frames_to_stop(CLEAR_SPEECH_WEIGHT) == 8

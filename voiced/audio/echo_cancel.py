@@ -271,8 +271,6 @@ class CleanFrame:
     converged: bool = True
     """The canceller has found the room's echo path and learnt it (see
     MicCleaner.converged); until then the cleaned audio is not to be trusted."""
-    far_above_residual: bool = False
-    """Louder than the residual by ResidualGate.USER_ABOVE_DB: almost surely the user."""
 
 
 def _level_db(samples: np.ndarray) -> float:
@@ -309,8 +307,6 @@ class ResidualGate:
         self._far_power: list[float] = []
         self._since_far = self.MEMORY_FRAMES
         self._reference_db = 0.0
-        self.far_above = False
-        """The last frame was USER_ABOVE_DB over the residual, not just above it."""
 
     @property
     def asleep(self) -> bool:
@@ -318,8 +314,7 @@ class ResidualGate:
         return self._since_far >= self.MEMORY_FRAMES
 
     def update(self, far: np.ndarray, cleaned_db: float) -> tuple[bool, bool]:
-        """(echo_possible, above_residual) for this frame; learns from it (see
-        ``far_above`` for the last frame's far louder)."""
+        """(echo_possible, above_residual) for this frame; learns from it."""
         power = float(np.mean(far.astype(np.float64) ** 2)) if far.size else 0.0
         self._far_power.append(power)
         if len(self._far_power) > self.WINDOW_FRAMES:
@@ -328,14 +323,12 @@ class ResidualGate:
         playing = far_db > _SILENT_DB
         self._since_far = 0 if playing else self._since_far + 1
         if self._since_far >= self.MEMORY_FRAMES:
-            self.far_above = False
             return False, True
         # The room still rings after the far end drops (pauses, the reply's end): the
         # reference falls no faster than a reverberant room's tail does.
         self._reference_db = max(far_db, self._reference_db - self.DECAY_DB_PER_FRAME)
         relative = cleaned_db - self._reference_db
         above = relative > self.residual_db + self.margin_db and cleaned_db > _SILENT_DB
-        self.far_above = above and relative >= self.residual_db + self.USER_ABOVE_DB
         if playing:
             # Frames far above the residual are mostly the user, not the room: learning
             # from them at full weight (a barge-in, double talk) would make the next
@@ -408,14 +401,13 @@ class MicCleaner:
         if not self.echo_cancel:
             return CleanFrame(cleaned.astype("<i2").tobytes(), level, False, True)
         possible, above = self.gate.update(far, level)
-        far_above = self.gate.far_above
         self._track_delay(near, far)
         if not self.converged:
             if self.delay_ms is not None and far.any():
                 self._far_frames += 1
             self.converged = self._far_frames >= LEARN_FRAMES
         return CleanFrame(cleaned.astype("<i2").tobytes(), level, possible, above,
-                          self.converged, far_above)  # fmt: skip
+                          self.converged)  # fmt: skip
 
     def _track_delay(self, near: np.ndarray, far: np.ndarray) -> None:
         self._mic_history.append(near.copy())

@@ -39,7 +39,7 @@ from voiced.engines.loader import Engines, load_engines
 from voiced.intents.normalize import normalize
 from voiced.models.manifest import Role
 from voiced.pipeline.barge_in import SpeechOverReply
-from voiced.pipeline.mic_path import counts_as_speech, speech_weight
+from voiced.pipeline.mic_path import counts_as_speech
 from voiced.pipeline.vad import WebRtcVad
 from voiced.settings import Settings
 from voiced.speech_synth import speak_16k
@@ -124,8 +124,7 @@ class MicPathModel:
             self.mic_power += float(np.sum(np.frombuffer(frame.pcm, "<i2").astype(float) ** 2))
             self.clean_power += float(np.sum(np.frombuffer(clean.pcm, "<i2").astype(float) ** 2))
         speech = counts_as_speech(self.vad.is_speech(pcm), clean, over_reply=True)
-        barge = self.over_reply.hear(AudioFrame(pcm, self.position), speech,
-                                     speech_weight(clean))  # fmt: skip
+        barge = self.over_reply.hear(AudioFrame(pcm, self.position), speech)
         if barge:
             self.over_reply.reset()
         woke = self.wake.process(pcm) if self.wake is not None else False

@@ -37,7 +37,7 @@ from voiced.pipeline.controls import Controls
 from voiced.pipeline.events import Event, EventBus, EventType
 from voiced.pipeline.hearing import Ears, Hearing
 from voiced.pipeline.listener import Heard, Listener
-from voiced.pipeline.mic_path import build_mic_path, counts_as_speech, speech_weight
+from voiced.pipeline.mic_path import build_mic_path, counts_as_speech
 from voiced.pipeline.quiet import QuietGate
 from voiced.pipeline.remote import RemoteTurns
 from voiced.pipeline.responder import Responder
@@ -251,7 +251,7 @@ class Assistant:
                 return
         if isinstance(session, Responding):
             user_speech = counts_as_speech(heard.speech, clean, over_reply=True)
-            self._hear_over_reply(frame, heard, user_speech, speech_weight(clean))
+            self._hear_over_reply(frame, heard, user_speech)
             return
         speech = counts_as_speech(heard.speech, clean, over_reply=False)
         self._over_reply.reset()
@@ -266,9 +266,7 @@ class Assistant:
         elif isinstance(session, Listening):
             self.turns.hear_in(session, speech, heard.quiet, frame)
 
-    def _hear_over_reply(
-        self, frame: AudioFrame, heard: Heard, speech: bool, weight: float = 1.0
-    ) -> None:
+    def _hear_over_reply(self, frame: AudioFrame, heard: Heard, speech: bool) -> None:
         """During a reply: the wake word stops it at once (with listen.barge_in; it is
         scored over replies for a stop word too); speech once it has lasted
         (SpeechOverReply), and the new turn starts with the words heard meanwhile."""
@@ -281,7 +279,7 @@ class Assistant:
             return
         if not self.settings.listen.barge_in_on_speech:
             return
-        if self._over_reply.hear(frame, speech, weight):
+        if self._over_reply.hear(frame, speech):
             self.turns.barge_in("speech", heard=list(self._over_reply.frames))
             self._over_reply.reset()
 

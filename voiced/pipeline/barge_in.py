@@ -2,10 +2,9 @@
 
 A cough, a door or a word of the residual echo must not cut a reply; a sentence
 must, quickly. Each frame the VAD calls speech (and the echo canceller's gate
-calls louder than its residual) adds its 10 ms to a leaky count, or more when
-the gate calls it far louder than the residual (``weight``: the echo's remains
-seldom are), every other frame takes ``LEAK`` of that back; the reply stops when
-the count reaches ``min_speech_ms``. The frames heard meanwhile are kept, so the new turn starts
+calls louder than its residual) adds its 10 ms to a leaky count, every other
+frame takes ``LEAK`` of that back; the reply stops when the count reaches
+``min_speech_ms``. The frames heard meanwhile are kept, so the new turn starts
 with the words spoken before the reply stopped.
 """
 
@@ -35,11 +34,11 @@ class SpeechOverReply:
         self._count_ms = 0.0
         self.frames.clear()
 
-    def hear(self, frame: AudioFrame, speech: bool, weight: float = 1.0) -> bool:
+    def hear(self, frame: AudioFrame, speech: bool) -> bool:
         """Take one frame; True when the user has spoken long enough to stop the reply."""
         self.frames.append((frame, speech))
         if speech:
-            self._count_ms += weight * frame.duration_ms
+            self._count_ms += frame.duration_ms
         else:
             self._count_ms = max(0.0, self._count_ms - LEAK * frame.duration_ms)
         return self._count_ms >= self.min_speech_ms

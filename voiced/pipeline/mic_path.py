@@ -195,22 +195,6 @@ def counts_as_speech(
     return not over_reply and not (idle and clean.echo_possible)
 
 
-CLEAR_SPEECH_WEIGHT = 2.0
-"""A frame over a reply far louder than the canceller's residual counts this many
-times its 10 ms toward a barge-in: 150 ms of debounce is then 80 ms of clear
-speech. Measured with voiced bench --room (50 replies, 20 interruptions a room):
-the whole debounce at 100 ms cut 3 of 50 replies in the hall by their own echo;
-this cut none in any room, and the median reaction fell from 375-426 ms to
-250-310 ms (1.5: 280-369 ms)."""
-
-
-def speech_weight(clean: CleanFrame | None) -> float:
-    """How much a speech frame over a reply counts toward stopping it."""
-    if clean is not None and clean.converged and clean.far_above_residual:
-        return CLEAR_SPEECH_WEIGHT
-    return 1.0
-
-
 def build_mic_path(
     audio: AudioSettings, sink: object, executor: concurrent.futures.Executor, *,
     microphone: str | None = None,
