@@ -179,3 +179,29 @@ def test_soundcard_sink_plays_clears_and_drains(fake_sd: SimpleNamespace) -> Non
     asyncio.run(main())
     sink.close()
     assert stream.closed and sink.played_ms == pytest.approx(50)
+
+
+def test_a_device_plugged_in_later_is_found_once_no_stream_is_open(
+    fake_sd: SimpleNamespace,
+) -> None:
+    """PortAudio reads its device list once; a miss re-reads it, but only while no
+    stream is open (re-initialising PortAudio would end every stream)."""
+    refreshed: list[str] = []
+    late = {"name": "Jabra Speak", "max_input_channels": 1, "max_output_channels": 1,
+            "default_samplerate": 16000.0, "hostapi": 0}  # fmt: skip
+
+    def terminate() -> None:
+        refreshed.append("terminate")
+
+    def initialize() -> None:
+        refreshed.append("initialize")
+        fake_sd.query_devices().append(late)
+
+    fake_sd._terminate, fake_sd._initialize = terminate, initialize
+    sink = SoundcardSink("Speaker")  # a stream is open: no refresh
+    with pytest.raises(AudioError, match="no input device 'Jabra'"):
+        devices.find_device("Jabra", "input")
+    assert refreshed == []
+    sink.close()
+    assert devices.find_device("Jabra", "input").name == "Jabra Speak"
+    assert refreshed == ["terminate", "initialize"]

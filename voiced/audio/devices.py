@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,40 @@ def load_sounddevice() -> Any:
             f"the sounddevice package is not installed ({err})",
             fix="pip install 'sounddevice>=0.5,<0.6'",
         ) from err
+
+
+PORTAUDIO_LOCK = threading.Lock()
+"""Held while a stream is opened and while PortAudio's device list is re-read."""
+_open_streams = 0
+
+
+def stream_started() -> None:
+    """A sound-card stream is open (call with PORTAUDIO_LOCK held)."""
+    global _open_streams
+    _open_streams += 1
+
+
+def stream_closed() -> None:
+    global _open_streams
+    with PORTAUDIO_LOCK:
+        _open_streams = max(0, _open_streams - 1)
+
+
+def refresh_device_list_when_idle() -> bool:
+    """Re-read PortAudio's device list, which it reads once, when first used: a USB
+    microphone plugged in later, or a sound server started later, is not in it.
+    Only while no stream is open (re-initialising PortAudio ends every stream);
+    True when it was re-read."""
+    sd = load_sounddevice()
+    with PORTAUDIO_LOCK:
+        if _open_streams:
+            return False
+        try:
+            sd._terminate()
+            sd._initialize()
+        except (AttributeError, sd.PortAudioError):
+            return False
+    return True
 
 
 def list_devices() -> list[DeviceInfo]:
@@ -134,6 +169,9 @@ def find_device(spec: str | int | None, direction: Direction) -> DeviceInfo:
     devices = list_devices()
     usable = [dev for dev in devices if dev.supports(direction)]
     found = _match(spec, direction, usable)
+    if found is None and refresh_device_list_when_idle():
+        usable = [dev for dev in list_devices() if dev.supports(direction)]
+        found = _match(spec, direction, usable)
     if found is not None:
         return found
     wanted = f"default {direction} device" if spec is None else f"{direction} device {spec!r}"

@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from voiced.audio.devices import DeviceInfo, find_device, load_sounddevice
+from voiced.audio.devices import (
+    PORTAUDIO_LOCK,
+    DeviceInfo,
+    find_device,
+    load_sounddevice,
+    stream_closed,
+    stream_started,
+)
 from voiced.audio.format import PIPELINE_RATE_HZ, AudioFrame
 from voiced.audio.framing import FrameSplitter
 from voiced.audio.playback import PlaybackQueue
@@ -288,11 +295,17 @@ def _start_first(
     """Open and start a stream, mono first, else stereo: (stream, channels)."""
     last_error: Exception | None = None
     for channels in _channel_choices(max_channels):
+        stream = None
         try:
-            stream = make(channels)
-            stream.start()
+            with PORTAUDIO_LOCK:
+                stream = make(channels)
+                stream.start()
+                stream_started()
         except (sd.PortAudioError, ValueError) as err:
             last_error = err
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.close()
             continue
         return stream, channels
     raise AudioError(f"cannot open {what} {info.name!r}: {last_error}", fix=_BUSY_FIX) from (
@@ -320,3 +333,4 @@ def _close_stream(stream: Any) -> None:
     with contextlib.suppress(Exception):  # a vanished device must not stop shutdown
         stream.stop()
         stream.close()
+    stream_closed()
