@@ -22,6 +22,20 @@ from voiced.speech_synth import write_wav
 
 RUN_TIMEOUT_S = 300
 
+ANNOUNCEMENTS = (
+    "Here is the news. The river festival opens on Saturday with music on both banks, "
+    "and the bridge will be closed to cars from noon until midnight.",
+    "The library has new opening hours: from nine in the morning until eight at night "
+    "on weekdays, and until five on Saturdays.",
+    "Tomorrow will be cloudy in the morning, with sunny spells in the afternoon and a "
+    "light wind from the north west.",
+    "Remember that the recycling goes out on Thursday this week, because of the "
+    "holiday on Wednesday.",
+    "The train to the coast leaves every half hour, and the last one back is at ten past eleven.",
+)
+"""Long replies nobody talks over: what the echo tests play to teach the canceller
+a room and to show it is never cut by its own voice."""
+
 
 @dataclass
 class PipelineRun:

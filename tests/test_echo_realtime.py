@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from tests.pipeline_harness import PipelineRun, run_pipeline, voice_turns
+from tests.pipeline_harness import ANNOUNCEMENTS, PipelineRun, run_pipeline, voice_turns
 from voiced.engines.loader import Engines
 from voiced.engines.tts import PiperTts
 from voiced.pipeline.assistant import Assistant
@@ -62,17 +62,6 @@ def _outline(run: PipelineRun) -> str:
     return "; ".join(f"{t.outcome}: {t.transcript!r} -> {t.intent}" for t in run.turns)
 
 
-LONG_SAYS = (
-    "Here is the news. The river festival opens on Saturday with music on both banks, "
-    "and the bridge will be closed to cars from noon until midnight.",
-    "The library has new opening hours: from nine in the morning until eight at night "
-    "on weekdays, and until five on Saturdays.",
-    "Tomorrow will be cloudy in the morning, with sunny spells in the afternoon and a "
-    "light wind from the north west.",
-    "Remember that the recycling goes out on Thursday this week, because of the "
-    "holiday on Wednesday.",
-    "The train to the coast leaves every half hour, and the last one back is at ten past eleven.",
-)
 
 
 def test_replies_nobody_talks_over_are_never_cut_by_their_own_echo(
@@ -85,8 +74,8 @@ def test_replies_nobody_talks_over_are_never_cut_by_their_own_echo(
 
     def after_the_answer(assistant: Assistant, event: Event) -> None:
         if event.type is EventType.RUN_END and not queued:
-            queued.append(len(LONG_SAYS))
-            for text in LONG_SAYS:
+            queued.append(len(ANNOUNCEMENTS))
+            for text in ANNOUNCEMENTS:
                 assistant.announce(text)
 
     speech = compose(tts, [0.5, "Hey Jarvis.", 0.3, "What time is it?", 2.0])
@@ -94,7 +83,7 @@ def test_replies_nobody_talks_over_are_never_cut_by_their_own_echo(
                        on_event=after_the_answer, room="living")  # fmt: skip
     assert [e for e in run.events if e.type is EventType.BARGE_IN] == [], _outline(run)
     said = [t for t in run.turns if t.kind == "say"]
-    assert [t.outcome for t in said] == ["answered"] * len(LONG_SAYS)
+    assert [t.outcome for t in said] == ["answered"] * len(ANNOUNCEMENTS)
     assert [t.intent for t in voice_turns(run)] == ["time"]
 
 
@@ -124,7 +113,7 @@ def test_the_follow_up_window_opens_at_once_and_does_not_hear_the_replys_tail(
         if event.type is EventType.RUN_END and event.data.get("outcome") == "answered":
             status = assistant.echo_status()
             if not converged_at_end:
-                for text in LONG_SAYS[:2]:
+                for text in ANNOUNCEMENTS[:2]:
                     assistant.announce(text)
             converged_at_end.append(bool(status.get("converged")))
 

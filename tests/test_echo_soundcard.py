@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from tests import pulse_room
+from tests.pipeline_harness import ANNOUNCEMENTS
 from voiced.audio.devices import refresh_device_list_when_idle
 from voiced.audio.format import PIPELINE_RATE_HZ
 from voiced.audio.soundcard import SoundcardSink, SoundcardSource
@@ -36,11 +37,7 @@ from voiced.speech_synth import compose, write_wav
 pytestmark = pytest.mark.skipif(pulse_room.MISSING is not None,
                                 reason=pulse_room.MISSING or "")  # fmt: skip
 
-ANNOUNCEMENT = (
-    "Here is the news. The river festival opens on Saturday with music on both banks, "
-    "and the bridge will be closed to cars from noon until midnight. The library has new "
-    "opening hours, from nine in the morning until eight at night on weekdays."
-)
+ANNOUNCEMENT = " ".join(ANNOUNCEMENTS[:2])
 JUDGED_FRAMES = 200
 """The canceller is judged on what comes once it says it has converged: at least
 this many frames (2 s) of the reply must be left by then."""
@@ -111,14 +108,7 @@ def test_a_reply_played_on_the_sound_card_is_taken_out_of_the_microphone(
     assert status["converged"] is True and status["delay_ms"] is not None, status
 
 
-LONG_SAYS = (
-    "Here is the news. The river festival opens on Saturday with music on both banks, "
-    "and the bridge will be closed to cars from noon until midnight.",
-    "The library has new opening hours: from nine in the morning until eight at night "
-    "on weekdays, and until five on Saturdays.",
-    "Tomorrow will be cloudy in the morning, with sunny spells in the afternoon and a "
-    "light wind from the north west.",
-)
+LONG_SAYS = ANNOUNCEMENTS[:3]
 INTERRUPT_AFTER_S = 3.0
 """Into the story's playback, the user asks the time over it."""
 SESSION_TIMEOUT_S = 240.0

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from voiced.audio.devices import is_device_spec
+from voiced.audio.devices import is_device_spec, sound_card_name
 from voiced.audio.resilient import ResilientSource
 from voiced.audio.room import RoomSimulator, attach_room
 from voiced.audio.sinks import AudioSink, open_sink
@@ -89,7 +89,7 @@ async def run_daemon(options: RunOptions, engines: Engines | None = None) -> int
     sink = open_sink(options.output, realtime)
     room = _simulated_room(options, sink)
     trace = TraceWriter(options.trace) if options.trace else None
-    microphone = (options.input or "default") if is_device_spec(options.input) else None
+    microphone = sound_card_name(options.input)
     assistant = Assistant(settings, engines, sink, EventBus(), wake_mode=options.wake_mode,
                           trace=trace, extra_intents=handlers, state_dir=_state_dir(),
                           house=house, microphone=microphone)  # fmt: skip

@@ -254,6 +254,12 @@ def is_device_spec(spec: str | None) -> bool:
     return not (text == "-" or text == "null" or text.endswith(".wav"))
 
 
+def sound_card_name(spec: str | None) -> str | None:
+    """The name an input or output spec goes by when it is a sound card (``default``
+    for None); None for a file, stdin or null."""
+    return (spec or "default") if is_device_spec(spec) else None
+
+
 def device_of(spec: str | None) -> str | int | None:
     """The sound card a device spec names (None: the default), the same for
     ``--input``/``--output``, ``[audio] input``/``output``, ``voiced devices`` and

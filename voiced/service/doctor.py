@@ -449,14 +449,14 @@ def check_audio_devices(settings: Settings) -> list[Finding]:
 
 def check_echo_cancel(settings: Settings) -> Finding:
     """Who cancels the speaker's echo: ours, the microphone's own, or nobody."""
-    from voiced.audio.devices import is_device_spec
+    from voiced.audio.devices import is_device_spec, sound_card_name
     from voiced.pipeline.mic_path import EchoCanceller, choose_canceller, looks_echo_cancelled
 
     audio = settings.audio
     # A file output is time-aligned with the input; a sound card's output is matched
     # with a sound card's input by their clock (a file's frames carry no time).
     speaker = is_device_spec(audio.output)
-    microphone = (audio.input or "default") if is_device_spec(audio.input) else None
+    microphone = sound_card_name(audio.input)
     sink_has_timeline = not speaker or microphone is not None
     try:
         choice = choose_canceller(audio, sink_has_timeline=sink_has_timeline,
